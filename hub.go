@@ -1,0 +1,191 @@
+package ginsse
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// frame is one encoded event, shared read-only by every stream it goes to.
+type frame struct {
+	b []byte
+}
+
+// hub fans frames out to the local streams of each Redis channel. It never
+// blocks on a stream: a stream whose queue is full is closed instead.
+type hub struct {
+	mu      sync.RWMutex
+	topics  map[string]*topic // by Redis channel name
+	pending map[string]int    // SUBSCRIBEs sent and not yet confirmed, by name
+	streams int
+	slow    atomic.Int64 // streams closed for falling behind
+}
+
+// topic is the set of local streams on one Redis channel.
+type topic struct {
+	name  string
+	subs  []*member
+	ready chan struct{} // closed once Redis confirmed the subscription
+	done  bool          // ready is closed
+}
+
+// member is one stream's place in one topic, kept so that leaving is O(1).
+type member struct {
+	st  *stream
+	t   *topic
+	idx int
+}
+
+func newHub() *hub {
+	return &hub{topics: make(map[string]*topic), pending: make(map[string]int)}
+}
+
+// add puts st into the topic of every name and returns the topics that are
+// new, which the caller must subscribe.
+func (h *hub) add(st *stream, names []string) (fresh []*topic) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams++
+	st.members = make([]member, len(names))
+	for i, name := range names {
+		t := h.topics[name]
+		if t == nil {
+			t = &topic{name: name, ready: make(chan struct{})}
+			h.topics[name] = t
+			fresh = append(fresh, t)
+		}
+		m := &st.members[i]
+		*m = member{st: st, t: t, idx: len(t.subs)}
+		t.subs = append(t.subs, m)
+	}
+	return fresh
+}
+
+// remove takes st out of its topics and returns the names no stream uses
+// any more, which the caller must unsubscribe.
+func (h *hub) remove(st *stream) (empty []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams--
+	for i := range st.members {
+		m := &st.members[i]
+		t := m.t
+		last := len(t.subs) - 1
+		t.subs[m.idx] = t.subs[last]
+		t.subs[m.idx].idx = m.idx
+		t.subs[last] = nil
+		t.subs = t.subs[:last]
+		if len(t.subs) == 0 && h.topics[t.name] == t {
+			delete(h.topics, t.name)
+			empty = append(empty, t.name)
+		}
+	}
+	st.members = nil
+	return empty
+}
+
+// current reports whether t is still the topic for its name; a topic that
+// lost all its streams before its SUBSCRIBE went out is not.
+func (h *hub) current(t *topic) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.topics[t.name] == t
+}
+
+// unused reports whether no stream wants name.
+func (h *hub) unused(name string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.topics[name] == nil
+}
+
+// sent records that a SUBSCRIBE for name is on its way.
+func (h *hub) sent(name string) {
+	h.mu.Lock()
+	h.pending[name]++
+	h.mu.Unlock()
+}
+
+// confirm handles Redis's confirmation of a SUBSCRIBE. Confirmations come
+// back in the order the commands went out, so the topic is ready once the
+// last SUBSCRIBE sent for its name is confirmed. Confirmations nobody
+// waits for (those of a resubscribe after a reconnect) change nothing.
+func (h *hub) confirm(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.pending[name]; n > 1 {
+		h.pending[name] = n - 1
+		return
+	}
+	delete(h.pending, name)
+	if t := h.topics[name]; t != nil && !t.done {
+		t.done = true
+		close(t.ready)
+	}
+}
+
+// reset forgets outstanding SUBSCRIBEs after the subscription connection
+// was lost: the reconnect subscribes every wanted channel again, once.
+func (h *hub) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.pending)
+	for name, t := range h.topics {
+		if !t.done {
+			h.pending[name] = 1
+		}
+	}
+}
+
+// publish offers f to every local stream of the channel name.
+func (h *hub) publish(name string, f *frame) {
+	h.mu.RLock()
+	if t := h.topics[name]; t != nil {
+		for _, m := range t.subs {
+			if m.st.offer(f) {
+				h.slow.Add(1)
+			}
+		}
+	}
+	h.mu.RUnlock()
+}
+
+// counts returns the open streams and subscribed channels.
+func (h *hub) counts() (streams, channels int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.streams, len(h.topics)
+}
+
+// stream is the per-client state the hub knows about: a bounded queue of
+// shared frames and a way to close the stream from outside.
+type stream struct {
+	queue   chan *frame
+	kill    chan struct{} // closed when the stream must end
+	killed  atomic.Bool
+	members []member
+}
+
+func newStream(queue int) *stream {
+	return &stream{queue: make(chan *frame, queue), kill: make(chan struct{})}
+}
+
+// offer queues f without blocking. A full queue means the client cannot
+// keep up: the stream is closed, and offer reports true the one time it
+// closed it.
+func (st *stream) offer(f *frame) (closed bool) {
+	select {
+	case st.queue <- f:
+		return false
+	default:
+		return st.close()
+	}
+}
+
+// close ends the stream; it is safe to call more than once.
+func (st *stream) close() bool {
+	if st.killed.CompareAndSwap(false, true) {
+		close(st.kill)
+		return true
+	}
+	return false
+}

@@ -1,0 +1,221 @@
+package ginsse
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configures a Sender. The zero value is ready to use: it talks to
+// Redis at localhost:6379, serves the channel named by the "channel" query
+// parameter (default "sse") and sends a heartbeat every 15 seconds.
+//
+// Each field maps one to one onto the configuration table in the README.
+type Options struct {
+	// Client is an existing Redis client to use, for TLS, ACLs, Sentinel or
+	// Cluster set-ups. The Sender does not close a client it was given.
+	// Set at most one of Client, URL and Addr.
+	Client redis.UniversalClient
+
+	// URL is a Redis URL such as "redis://user:pass@host:6379/0" or
+	// "rediss://..." for TLS. It is what Flask-SSE calls REDIS_URL.
+	URL string
+
+	// Addr is the host:port of a single Redis server. Default "localhost:6379"
+	// when neither Client nor URL is set.
+	Addr string
+
+	// DB is the Redis database number used with Addr. Default 0. Pub/sub
+	// ignores it; it matters for commands that touch keys.
+	DB int
+
+	// Prefix is prepended to every channel name on the Redis side, so that
+	// several applications can share one Redis. Default "" (no prefix). It
+	// may hold the same characters as a channel name, up to 64 of them.
+	Prefix string
+
+	// ChannelParam is the query parameter that names the channels a stream
+	// subscribes to. Default "channel".
+	ChannelParam string
+
+	// DefaultChannel is the channel a stream subscribes to, and Send
+	// publishes to, when none is named. Default "sse".
+	DefaultChannel string
+
+	// MaxChannels caps how many channels one stream may name; a request
+	// naming more answers 400. Default 16.
+	MaxChannels int
+
+	// Heartbeat is how often every open stream receives a comment line, so
+	// that proxies and load balancers keep idle connections open. Default
+	// 15s; a negative value turns heartbeats off.
+	Heartbeat time.Duration
+
+	// QueueSize is how many frames may wait for one slow stream. A stream
+	// whose queue overflows is closed (the browser reconnects) so that it
+	// never holds the others up. Default 128.
+	QueueSize int
+
+	// WriteTimeout bounds each write to a client. The deadline is extended
+	// before every write, so streams outlive an http.Server WriteTimeout,
+	// and a client that stops reading is dropped once it passes. Default
+	// 10s; a negative value sets no deadline.
+	WriteTimeout time.Duration
+
+	// Timeout bounds each Redis round trip made for a caller: a publish, or
+	// the confirmation of a new subscription before a stream answers 200.
+	// Default 2s.
+	Timeout time.Duration
+
+	// Logger receives stream closes that are not plain client disconnects
+	// and changes in the Redis subscription. Default nil: silent.
+	Logger *slog.Logger
+}
+
+// Defaults, in one place.
+const (
+	defaultAddr         = "localhost:6379"
+	defaultChannelParam = "channel"
+	defaultChannel      = "sse"
+	defaultMaxChannels  = 16
+	defaultHeartbeat    = 15 * time.Second
+	defaultQueueSize    = 128
+	defaultWriteTimeout = 10 * time.Second
+	defaultTimeout      = 2 * time.Second
+	maxPrefixLen        = 64
+)
+
+// withDefaults returns o with every zero field set to its default, or an
+// error naming the first field that cannot work.
+func (o Options) withDefaults() (Options, error) {
+	set := 0
+	for _, s := range []bool{o.Client != nil, o.URL != "", o.Addr != ""} {
+		if s {
+			set++
+		}
+	}
+	if set > 1 {
+		return o, optionError("Client", "set only one of Client, URL and Addr")
+	}
+	if o.URL != "" {
+		if _, err := redis.ParseURL(o.URL); err != nil {
+			return o, optionError("URL", err.Error())
+		}
+	}
+	if set == 0 {
+		o.Addr = defaultAddr
+	}
+	if o.Addr != "" {
+		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+			return o, optionError("Addr", err.Error())
+		}
+	}
+	if o.DB < 0 {
+		return o, optionError("DB", "must not be negative")
+	}
+	if o.Prefix != "" {
+		if len(o.Prefix) > maxPrefixLen || !validName(o.Prefix) {
+			return o, optionError("Prefix", fmt.Sprintf("%q must be up to %d letters, digits or _ . : -", o.Prefix, maxPrefixLen))
+		}
+	}
+	if o.ChannelParam == "" {
+		o.ChannelParam = defaultChannelParam
+	}
+	if o.DefaultChannel == "" {
+		o.DefaultChannel = defaultChannel
+	}
+	if err := validateChannel(o.DefaultChannel); err != nil {
+		return o, optionError("DefaultChannel", err.Error())
+	}
+	if o.MaxChannels < 0 {
+		return o, optionError("MaxChannels", "must not be negative")
+	}
+	if o.MaxChannels == 0 {
+		o.MaxChannels = defaultMaxChannels
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = defaultHeartbeat
+	}
+	if o.QueueSize < 0 {
+		return o, optionError("QueueSize", "must not be negative")
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = defaultQueueSize
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.Timeout < 0 {
+		return o, optionError("Timeout", "must not be negative")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = defaultTimeout
+	}
+	return o, nil
+}
+
+func optionError(field, msg string) error {
+	return fmt.Errorf("%w: Options.%s: %s", ErrInvalidOptions, field, msg)
+}
+
+// newClient builds the Redis client for options that did not bring one.
+// Its timeouts follow Options.Timeout so that a Redis that is down makes
+// Send fail fast instead of hanging; its pool stays small because streams
+// never use it.
+func (o Options) newClient() redis.UniversalClient {
+	var ro *redis.Options
+	if o.URL != "" {
+		ro, _ = redis.ParseURL(o.URL) // checked in withDefaults
+	} else {
+		ro = &redis.Options{Addr: o.Addr, DB: o.DB}
+	}
+	if ro.DialTimeout == 0 {
+		ro.DialTimeout = o.Timeout
+	}
+	if ro.ReadTimeout == 0 {
+		ro.ReadTimeout = o.Timeout
+	}
+	if ro.WriteTimeout == 0 {
+		ro.WriteTimeout = o.Timeout
+	}
+	if ro.PoolSize == 0 {
+		ro.PoolSize = 3
+	}
+	ro.MaxRetries = -1 // Send reports the failure; the caller decides to retry.
+	return redis.NewClient(ro)
+}
+
+// OptionsFromEnv reads the Redis location from the environment keys that
+// Flask-SSE users know: SSE_REDIS_URL, or else SSE_REDIS_HOST (default
+// localhost), SSE_REDIS_PORT (default 6379) and SSE_REDIS_DB (default 0).
+// The other fields keep their zero values; set them on the result.
+func OptionsFromEnv() (Options, error) {
+	if u := os.Getenv("SSE_REDIS_URL"); u != "" {
+		if _, err := redis.ParseURL(u); err != nil {
+			return Options{}, fmt.Errorf("%w: SSE_REDIS_URL: %v", ErrInvalidOptions, err)
+		}
+		return Options{URL: u}, nil
+	}
+	host := envOr("SSE_REDIS_HOST", "localhost")
+	port := envOr("SSE_REDIS_PORT", "6379")
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return Options{}, fmt.Errorf("%w: SSE_REDIS_PORT: %q is not a port number", ErrInvalidOptions, port)
+	}
+	db, err := strconv.Atoi(envOr("SSE_REDIS_DB", "0"))
+	if err != nil || db < 0 {
+		return Options{}, fmt.Errorf("%w: SSE_REDIS_DB: %q is not a database number", ErrInvalidOptions, os.Getenv("SSE_REDIS_DB"))
+	}
+	return Options{Addr: net.JoinHostPort(host, port), DB: db}, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
