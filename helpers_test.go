@@ -1,0 +1,266 @@
+package ginsse_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gin-gonic/gin"
+	"github.com/ginsse/ginsse"
+	"github.com/stretchr/testify/require"
+)
+
+// sseEvent is one event as a browser's EventSource dispatches it.
+type sseEvent struct {
+	Type        string // "message" when the frame named none
+	Data        string
+	LastEventID string
+	Retry       int // -1 when the frame set none
+}
+
+// sseParser follows the event stream interpretation of the WHATWG HTML
+// standard (section 9.2.6), so tests check what a browser would see.
+type sseParser struct {
+	data, typ, lastID string
+	retry             int
+	events            []sseEvent
+	comments          []string
+}
+
+func newParser() *sseParser { return &sseParser{retry: -1} }
+
+// feed interprets whole lines: CRLF, LF and CR each end one.
+func (p *sseParser) feed(stream string) {
+	for len(stream) > 0 {
+		i := strings.IndexAny(stream, "\r\n")
+		if i < 0 {
+			return // an unterminated last line is ignored, as by browsers at EOF
+		}
+		p.line(stream[:i])
+		if stream[i] == '\r' && i+1 < len(stream) && stream[i+1] == '\n' {
+			i++
+		}
+		stream = stream[i+1:]
+	}
+}
+
+func (p *sseParser) line(l string) {
+	switch {
+	case l == "":
+		p.dispatch()
+		return
+	case l[0] == ':':
+		p.comments = append(p.comments, l[1:])
+		return
+	}
+	field, value, found := strings.Cut(l, ":")
+	if found {
+		value = strings.TrimPrefix(value, " ")
+	}
+	switch field {
+	case "event":
+		p.typ = value
+	case "data":
+		p.data += value + "\n"
+	case "id":
+		if !strings.Contains(value, "\x00") {
+			p.lastID = value
+		}
+	case "retry":
+		if n, err := strconv.Atoi(value); err == nil && strings.Trim(value, "0123456789") == "" {
+			p.retry = n
+		}
+	}
+}
+
+func (p *sseParser) dispatch() {
+	if p.data == "" {
+		p.typ = ""
+		return
+	}
+	e := sseEvent{Type: p.typ, Data: strings.TrimSuffix(p.data, "\n"), LastEventID: p.lastID, Retry: p.retry}
+	if e.Type == "" {
+		e.Type = "message"
+	}
+	p.events = append(p.events, e)
+	p.data, p.typ = "", ""
+}
+
+// parseFrames returns the events a browser dispatches for stream.
+func parseFrames(stream string) []sseEvent {
+	p := newParser()
+	p.feed(stream)
+	return p.events
+}
+
+// sseClient reads one open stream in a goroutine that ends when the
+// stream does; close ends it and waits.
+type sseClient struct {
+	resp     *http.Response
+	events   chan sseEvent
+	comments chan string
+	done     chan struct{}
+	cancel   context.CancelFunc
+}
+
+// openStream connects to path on srv and requires a 200 stream.
+func openStream(t testing.TB, url string) *sseClient {
+	t.Helper()
+	c, status := dialStream(t, url, nil)
+	require.Equal(t, http.StatusOK, status, "stream %s", url)
+	return c
+}
+
+// dialStream connects to url with optional headers. On a non-200 answer it
+// returns a nil client and the status.
+func dialStream(t testing.TB, url string, header http.Header) (*sseClient, int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		require.NoError(t, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cancel()
+		return nil, resp.StatusCode
+	}
+	c := &sseClient{
+		resp:     resp,
+		events:   make(chan sseEvent, 1024),
+		comments: make(chan string, 1024),
+		done:     make(chan struct{}),
+		cancel:   cancel,
+	}
+	go c.read()
+	t.Cleanup(c.close)
+	return c, resp.StatusCode
+}
+
+func (c *sseClient) read() {
+	defer close(c.done)
+	defer close(c.events)
+	br := bufio.NewReader(c.resp.Body)
+	p := newParser()
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		p.feed(line)
+		for _, e := range p.events {
+			c.events <- e
+		}
+		for _, cm := range p.comments {
+			select {
+			case c.comments <- cm:
+			default: // nobody listens for comments
+			}
+		}
+		p.events, p.comments = p.events[:0], p.comments[:0]
+	}
+}
+
+// close drops the connection and waits for the reader to end.
+func (c *sseClient) close() {
+	c.cancel()
+	c.resp.Body.Close()
+	<-c.done
+}
+
+// next returns the next event, failing the test after timeout.
+func (c *sseClient) next(t testing.TB) sseEvent {
+	t.Helper()
+	select {
+	case e, ok := <-c.events:
+		require.True(t, ok, "stream ended while waiting for an event")
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return sseEvent{}
+	}
+}
+
+// ended reports whether the server closed the stream within d.
+func (c *sseClient) ended(d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		select {
+		case _, ok := <-c.events:
+			if !ok {
+				return true
+			}
+		case <-timeout:
+			return false
+		}
+	}
+}
+
+// testServer is a gin app with a Sender on miniredis (unless the options
+// name a Redis), served by httptest.
+type testServer struct {
+	*httptest.Server
+	Sender *ginsse.Sender
+	Redis  *miniredis.Miniredis // nil when the options named a Redis
+}
+
+// newTestServer serves the stream at /stream, behind guards, and
+// POST /send?channel=&event=&data=&id= publishing through ginsse.Send.
+func newTestServer(t testing.TB, opts ginsse.Options, guards ...gin.HandlerFunc) *testServer {
+	t.Helper()
+	gin.SetMode(gin.TestMode)
+	ts := &testServer{}
+	if opts.Client == nil && opts.Addr == "" && opts.URL == "" {
+		ts.Redis = miniredis.RunT(t)
+		opts.Addr = ts.Redis.Addr()
+	}
+	r := gin.New()
+	ts.Sender = ginsse.Register(r.Group("/stream", guards...), opts)
+	r.Use(ts.Sender.Middleware())
+	r.POST("/send", func(c *gin.Context) {
+		var o []ginsse.SendOption
+		if ch := c.Query("channel"); ch != "" {
+			o = append(o, ginsse.Channel(ch))
+		}
+		if id := c.Query("id"); id != "" {
+			o = append(o, ginsse.ID(id))
+		}
+		err := ginsse.Send(c, c.Query("event"), c.Query("data"), o...)
+		switch {
+		case err == nil:
+			c.Status(http.StatusNoContent)
+		case errors.Is(err, ginsse.ErrInvalidChannel), errors.Is(err, ginsse.ErrInvalidEvent):
+			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		default:
+			c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
+		}
+	})
+	ts.Server = httptest.NewServer(r)
+	t.Cleanup(func() {
+		ts.Server.CloseClientConnections()
+		ts.Server.Close()
+		_ = ts.Sender.Close()
+	})
+	return ts
+}
+
+// publish sends one event through the Sender, failing the test on error.
+func (ts *testServer) publish(t testing.TB, typ, data string, opts ...ginsse.SendOption) {
+	t.Helper()
+	require.NoError(t, ts.Sender.Publish(context.Background(), typ, data, opts...))
+}
