@@ -1,7 +1,6 @@
 package ginsse
 
 import (
-	"errors"
 	"io"
 	"net/http"
 	"time"
@@ -70,7 +69,7 @@ func (s *Sender) serve(c *gin.Context) {
 			return false
 		}
 	})
-	if w.err != nil && ctx.Err() == nil && !errors.Is(w.err, http.ErrHandlerTimeout) {
+	if w.err != nil && ctx.Err() == nil {
 		s.log.Warn("ginsse: stream closed: write failed", "channels", chans, "err", w.err)
 	}
 }
