@@ -73,11 +73,12 @@ func (s *Sender) parseChannels(c *gin.Context) ([]string, error) {
 			chans = append(chans, v)
 		}
 	}
+	slices.Sort(chans) // the order of the positions in a Last-Event-ID
 	return chans, nil
 }
 
 // Channels returns exactly the channels the stream request in c will
-// subscribe to, duplicates removed, for guard middleware on the group
+// subscribe to, sorted, duplicates removed, for guard middleware on the group
 // passed to Register. It returns ErrInvalidChannel when the request names
 // an invalid channel (the stream handler then answers 400), and
 // ErrNotStream outside a stream route.

@@ -51,16 +51,23 @@ func retryMillis(d time.Duration) (int64, error) {
 // empty data, and a trailing line break survives as an empty last line.
 // The caller has validated e.
 func appendFrame(b []byte, e *event) []byte {
+	b, _, _ = appendFrameID(b, e)
+	return b
+}
+
+// appendFrameID is appendFrame that also reports where the id line is,
+// b[at:end] (empty when e has no id), so a stream can write its own id.
+func appendFrameID(b []byte, e *event) (_ []byte, at, end int) {
 	if e.typ != "" {
 		b = append(b, "event: "...)
 		b = append(b, e.typ...)
 		b = append(b, '\n')
 	}
+	at = len(b)
 	if e.id != "" {
-		b = append(b, "id: "...)
-		b = append(b, e.id...)
-		b = append(b, '\n')
+		b = appendIDLine(b, e.id)
 	}
+	end = len(b)
 	if e.retry >= 0 {
 		b = append(b, "retry: "...)
 		b = strconv.AppendInt(b, e.retry, 10)
@@ -82,6 +89,12 @@ func appendFrame(b []byte, e *event) []byte {
 		}
 		data = data[i+1:]
 	}
+	return append(b, '\n'), at, end
+}
+
+func appendIDLine(b []byte, id string) []byte {
+	b = append(b, "id: "...)
+	b = append(b, id...)
 	return append(b, '\n')
 }
 

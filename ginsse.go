@@ -80,6 +80,10 @@ var (
 	// that cannot be encoded as JSON.
 	ErrInvalidEvent = errors.New("ginsse: invalid event")
 
+	// ErrInvalidLastEventID marks a Last-Event-ID that is not a position
+	// in the history of the stream's channels; the stream answers 400.
+	ErrInvalidLastEventID = errors.New("ginsse: invalid Last-Event-ID")
+
 	// ErrInvalidOptions marks Options that cannot work; the message names
 	// the field.
 	ErrInvalidOptions = errors.New("ginsse: invalid options")
@@ -90,6 +94,11 @@ var (
 	// ErrClosed is returned after the Sender was closed.
 	ErrClosed = errors.New("ginsse: sender closed")
 )
+
+// isClientError reports whether err is the client's fault (400).
+func isClientError(err error) bool {
+	return errors.Is(err, ErrInvalidChannel) || errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrInvalidLastEventID)
+}
 
 // Register creates a Sender for opts and attaches its streaming GET route
 // at the root of group. The group's middleware guards the streams; it can

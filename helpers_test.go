@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,6 +110,7 @@ type sseClient struct {
 	comments chan string
 	done     chan struct{}
 	cancel   context.CancelFunc
+	lastID   atomic.Pointer[string] // the EventSource's last event ID
 }
 
 // openStream connects to path on srv and requires a 200 stream.
@@ -163,6 +165,8 @@ func (c *sseClient) read() {
 			return
 		}
 		p.feed(line)
+		id := p.lastID
+		c.lastID.Store(&id)
 		for _, e := range p.events {
 			c.events <- e
 		}
@@ -174,6 +178,14 @@ func (c *sseClient) read() {
 		}
 		p.events, p.comments = p.events[:0], p.comments[:0]
 	}
+}
+
+// lastEventID is what a browser would send as Last-Event-ID now.
+func (c *sseClient) lastEventID() string {
+	if id := c.lastID.Load(); id != nil {
+		return *id
+	}
+	return ""
 }
 
 // close drops the connection and waits for the reader to end.

@@ -7,7 +7,18 @@ import (
 
 // frame is one encoded event, shared read-only by every stream it goes to.
 type frame struct {
-	b []byte
+	b           []byte
+	idAt, idEnd int      // b[idAt:idEnd] is the id line, empty when none
+	pos         position // history position; zero outside history
+	t           *topic   // the topic it was published to
+}
+
+// newFrame encodes e once for every stream. With history on, pos is the
+// event's history position, or zero for an event that bypassed history.
+func newFrame(e *event, pos position) *frame {
+	f := &frame{pos: pos}
+	f.b, f.idAt, f.idEnd = appendFrameID(nil, e)
+	return f
 }
 
 // hub fans frames out to the local streams of each Redis channel. It never
@@ -140,6 +151,7 @@ func (h *hub) reset() {
 func (h *hub) publish(name string, f *frame) {
 	h.mu.RLock()
 	if t := h.topics[name]; t != nil {
+		f.t = t
 		for _, m := range t.subs {
 			if m.st.offer(f) {
 				h.slow.Add(1)
@@ -167,6 +179,16 @@ type stream struct {
 
 func newStream(queue int) *stream {
 	return &stream{queue: make(chan *frame, queue), kill: make(chan struct{})}
+}
+
+// index returns the place of t among the stream's channels, or -1.
+func (st *stream) index(t *topic) int {
+	for i := range st.members {
+		if st.members[i].t == t {
+			return i
+		}
+	}
+	return -1
 }
 
 // offer queues f without blocking. A full queue means the client cannot

@@ -72,6 +72,23 @@ type Options struct {
 	// Default 2s.
 	Timeout time.Duration
 
+	// History turns on reliable delivery: each channel keeps its last
+	// History events in a Redis Stream, every event carries its position
+	// there as its id, and a client that reconnects with Last-Event-ID
+	// receives what it missed. Default 0: off, plain pub/sub.
+	History int
+
+	// HistoryAge, with History on, also drops retained events older than
+	// this, and lets a channel's history expire once it has been idle that
+	// long. Default 0: events are dropped by count only.
+	HistoryAge time.Duration
+
+	// Sharded uses Redis 7 sharded pub/sub (SSUBSCRIBE, SPUBLISH), which
+	// spreads channels over a cluster's shards instead of broadcasting
+	// every event to every node. Every publisher and Sender of a channel
+	// must agree on it. Default false.
+	Sharded bool
+
 	// Logger receives stream closes that are not plain client disconnects
 	// and changes in the Redis subscription. Default nil: silent.
 	Logger *slog.Logger
@@ -122,6 +139,15 @@ func (o Options) withDefaults() (Options, error) {
 		if len(o.Prefix) > maxPrefixLen || !validName(o.Prefix) {
 			return o, optionError("Prefix", fmt.Sprintf("%q must be up to %d letters, digits or _ . : -", o.Prefix, maxPrefixLen))
 		}
+	}
+	if o.History < 0 {
+		return o, optionError("History", "must not be negative")
+	}
+	if o.HistoryAge < 0 {
+		return o, optionError("HistoryAge", "must not be negative")
+	}
+	if o.HistoryAge > 0 && o.History == 0 {
+		return o, optionError("HistoryAge", "needs History")
 	}
 	if o.ChannelParam == "" {
 		o.ChannelParam = defaultChannelParam

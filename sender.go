@@ -30,6 +30,7 @@ type Sender struct {
 	ps         *redis.PubSub
 	hub        *hub
 	beat       *clock
+	resync     *clock // fired when the subscription is back after losing Redis
 	log        *slog.Logger
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE commands
@@ -42,6 +43,7 @@ type Sender struct {
 	publishErrors atomic.Int64
 	delivered     atomic.Int64
 	reconnects    atomic.Int64
+	replayed      atomic.Int64
 }
 
 // New returns a Sender for opts, with its subscription loop started. It
@@ -70,6 +72,9 @@ func New(opts Options) (*Sender, error) {
 	s.ps = s.client.Subscribe(context.Background())
 	s.wg.Add(1)
 	go s.receive()
+	if o.History > 0 {
+		s.resync = newClock()
+	}
 	if o.Heartbeat > 0 {
 		s.beat = newClock()
 		s.wg.Add(1)
@@ -147,6 +152,9 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 	for _, o := range opts {
 		o(&p)
 	}
+	if p.id != "" && s.opts.History > 0 {
+		return fmt.Errorf("ginsse: publish to %q: %w: with History on, ids are history positions and cannot be set", p.channel, ErrInvalidEvent)
+	}
 	payload, err := encodePayload(typ, data, &p)
 	if err != nil {
 		return err
@@ -156,12 +164,23 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	if err := s.client.Publish(ctx, s.opts.Prefix+p.channel, payload).Err(); err != nil {
+	if err := s.publish(ctx, s.opts.Prefix+p.channel, payload); err != nil {
 		s.publishErrors.Add(1)
 		return fmt.Errorf("ginsse: publish to %q: %w: %w", p.channel, ErrUnavailable, err)
 	}
 	s.published.Add(1)
 	return nil
+}
+
+func (s *Sender) publish(ctx context.Context, channel string, payload []byte) error {
+	switch {
+	case s.opts.History > 0:
+		return s.publishHistory(ctx, channel, payload)
+	case s.opts.Sharded:
+		return s.client.SPublish(ctx, channel, payload).Err()
+	default:
+		return s.client.Publish(ctx, channel, payload).Err()
+	}
 }
 
 // payload is the JSON object Flask-SSE publishes on the Redis channel.
@@ -287,6 +306,9 @@ func (s *Sender) receive() {
 			backoff = 50 * time.Millisecond
 			s.reconnects.Add(1)
 			s.log.Info("ginsse: redis subscription restored")
+			if s.resync != nil {
+				s.resync.fire() // streams replay what was published meanwhile
+			}
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -294,10 +316,24 @@ func (s *Sender) receive() {
 				s.hub.confirm(m.Channel)
 			}
 		case *redis.Message:
-			e := decodePayload(m.Payload)
-			s.hub.publish(m.Channel, &frame{b: appendFrame(nil, &e)})
+			s.dispatch(m.Channel, m.Payload)
 		}
 	}
+}
+
+// dispatch encodes one message from Redis and fans it out. With history
+// on, an id that is not a history position is dropped: it would spoil the
+// client's Last-Event-ID.
+func (s *Sender) dispatch(channel, raw string) {
+	e := decodePayload(raw)
+	var pos position
+	if s.opts.History > 0 && e.id != "" {
+		var ok bool
+		if pos, ok = parsePosition(e.id); !ok {
+			e.id = ""
+		}
+	}
+	s.hub.publish(channel, newFrame(&e, pos))
 }
 
 // subscribe adds st to the hub under names and waits until Redis confirmed
@@ -429,6 +465,7 @@ type Stats struct {
 	Delivered     int64 // frames written to clients
 	SlowCloses    int64 // streams closed because their queue overflowed
 	Reconnects    int64 // times the subscription came back after losing Redis
+	Replayed      int64 // events sent from history to resuming streams
 }
 
 // Stats returns the Sender's current figures. It is cheap and safe to call
@@ -443,5 +480,6 @@ func (s *Sender) Stats() Stats {
 		Delivered:     s.delivered.Load(),
 		SlowCloses:    s.hub.slow.Load(),
 		Reconnects:    s.reconnects.Load(),
+		Replayed:      s.replayed.Load(),
 	}
 }

@@ -1,0 +1,138 @@
+package ginsse_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ginsse/ginsse"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// resumeStream reconnects as a browser does, with Last-Event-ID.
+func resumeStream(t testing.TB, url, lastID string) *sseClient {
+	t.Helper()
+	c, status := dialStream(t, url, http.Header{"Last-Event-ID": {lastID}})
+	require.Equal(t, http.StatusOK, status)
+	return c
+}
+
+func TestHistoryResumeAfterDisconnect(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 100})
+	c := openStream(t, ts.URL+"/stream?channel=news")
+	for i := range 5 {
+		ts.publish(t, "n", strconv.Itoa(i), ginsse.Channel("news"))
+	}
+	var last sseEvent
+	for range 5 {
+		last = c.next(t)
+	}
+	require.Equal(t, "4", last.Data)
+	c.close()
+	for i := 5; i < 10; i++ {
+		ts.publish(t, "n", strconv.Itoa(i), ginsse.Channel("news"))
+	}
+	r := resumeStream(t, ts.URL+"/stream?channel=news", last.LastEventID)
+	ts.publish(t, "n", "10", ginsse.Channel("news"))
+	for i := 5; i <= 10; i++ {
+		e := r.next(t)
+		assert.Equal(t, strconv.Itoa(i), e.Data)
+		assert.Equal(t, "n", e.Type)
+	}
+	assert.Equal(t, int64(5), ts.Sender.Stats().Replayed)
+}
+
+func TestHistoryFreshStreamResumesWithoutAnyEvent(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 100})
+	ts.publish(t, "", "before")
+	c := openStream(t, ts.URL+"/stream")
+	require.Eventually(t, func() bool { return c.lastEventID() != "" }, 5*time.Second, time.Millisecond)
+	id := c.lastEventID()
+	c.close()
+	ts.publish(t, "", "while away")
+	r := resumeStream(t, ts.URL+"/stream", id)
+	assert.Equal(t, "while away", r.next(t).Data)
+}
+
+func TestHistoryGap(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 3})
+	c := openStream(t, ts.URL+"/stream")
+	ts.publish(t, "", "0")
+	first := c.next(t)
+	c.close()
+	for i := 1; i < 10; i++ {
+		ts.publish(t, "", strconv.Itoa(i))
+	}
+	r := resumeStream(t, ts.URL+"/stream", first.LastEventID)
+	gap := r.next(t)
+	assert.Equal(t, "ginsse-gap", gap.Type)
+	assert.JSONEq(t, `{"channels":["sse"]}`, gap.Data)
+	for i := 7; i < 10; i++ {
+		assert.Equal(t, strconv.Itoa(i), r.next(t).Data)
+	}
+}
+
+func TestHistoryInvalidLastEventID(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 3})
+	for _, id := range []string{"abc", "1-2-3", "12", "1-0,2-0", strings.Repeat("1-0,", 2000)} {
+		_, status := dialStream(t, ts.URL+"/stream", http.Header{"Last-Event-ID": {id}})
+		assert.Equal(t, http.StatusBadRequest, status, "id %q", id)
+	}
+	_, status := dialStream(t, ts.URL+"/stream?lastEventId=nope", nil)
+	assert.Equal(t, http.StatusBadRequest, status)
+}
+
+func TestHistoryMultiChannelResume(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 100})
+	url := ts.URL + "/stream?channel=b&channel=a"
+	c := openStream(t, url)
+	ts.publish(t, "", "a1", ginsse.Channel("a"))
+	ts.publish(t, "", "b1", ginsse.Channel("b"))
+	assert.Equal(t, "a1", c.next(t).Data)
+	last := c.next(t)
+	assert.Equal(t, "b1", last.Data)
+	c.close()
+	ts.publish(t, "", "a2", ginsse.Channel("a"))
+	ts.publish(t, "", "b2", ginsse.Channel("b"))
+	ts.publish(t, "", "c", ginsse.Channel("c"))
+	r, status := dialStream(t, ts.URL+"/stream?channel=a&channel=b&lastEventId="+last.LastEventID, nil)
+	require.Equal(t, http.StatusOK, status)
+	got := []string{r.next(t).Data, r.next(t).Data}
+	assert.ElementsMatch(t, []string{"a2", "b2"}, got)
+}
+
+func TestHistoryPublishesRacingReplay(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 5000})
+	c := openStream(t, ts.URL+"/stream")
+	ts.publish(t, "", "0")
+	first := c.next(t)
+	c.close()
+	for i := 1; i < 1000; i++ {
+		ts.publish(t, "", strconv.Itoa(i))
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 1000; i < 1500; i++ {
+			if err := ts.Sender.Publish(context.Background(), "", strconv.Itoa(i)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	r := resumeStream(t, ts.URL+"/stream", first.LastEventID)
+	for i := 1; i < 1500; i++ {
+		require.Equal(t, strconv.Itoa(i), r.next(t).Data, "event %d", i)
+	}
+	require.NoError(t, <-done)
+}
+
+func TestHistoryRefusesCallerID(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 3})
+	err := ts.Sender.Publish(context.Background(), "", "x", ginsse.ID("7"))
+	require.ErrorIs(t, err, ginsse.ErrInvalidEvent)
+}
