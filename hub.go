@@ -109,6 +109,19 @@ func (h *hub) unused(name string) bool {
 	return h.topics[name] == nil
 }
 
+// wanted returns the names some stream still uses.
+func (h *hub) wanted(names []string) []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []string
+	for _, name := range names {
+		if h.topics[name] != nil {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // sent records that a SUBSCRIBE for name is on its way.
 func (h *hub) sent(name string) {
 	h.mu.Lock()

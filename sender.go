@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,7 +26,7 @@ type Sender struct {
 	opts       Options
 	client     redis.UniversalClient
 	ownsClient bool
-	ps         *redis.PubSub
+	sub        subscriber
 	hub        *hub
 	beat       *clock
 	resync     *clock // fired when the subscription is back after losing Redis
@@ -69,9 +68,7 @@ func New(opts Options) (*Sender, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.ps = s.client.Subscribe(context.Background())
-	s.wg.Add(1)
-	go s.receive()
+	s.sub = s.newSubscriber()
 	if o.History > 0 {
 		s.resync = newClock()
 	}
@@ -92,7 +89,7 @@ func (s *Sender) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.quit)
-		err = s.ps.Close()
+		err = s.sub.close()
 		s.wg.Wait()
 		if s.ownsClient {
 			err = errors.Join(err, s.client.Close())
@@ -268,59 +265,6 @@ func decodePayload(raw string) event {
 	return e
 }
 
-// receive is the one loop reading the shared subscription. It never blocks
-// on a stream, and after a lost connection it lets go-redis reconnect and
-// resubscribe every channel. It ends when Close closes the PubSub.
-func (s *Sender) receive() {
-	defer s.wg.Done()
-	const idle = 30 * time.Second
-	ctx := context.Background()
-	down := false
-	backoff := 50 * time.Millisecond
-	for {
-		msg, err := s.ps.ReceiveTimeout(ctx, idle)
-		if err != nil {
-			if s.closed() {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				_ = s.ps.Ping(ctx) // an idle connection must still be alive
-				continue
-			}
-			if !down {
-				down = true
-				s.log.Warn("ginsse: redis subscription lost", "err", err)
-			}
-			s.hub.reset()
-			select {
-			case <-s.quit:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, time.Second)
-			continue
-		}
-		if down {
-			down = false
-			backoff = 50 * time.Millisecond
-			s.reconnects.Add(1)
-			s.log.Info("ginsse: redis subscription restored")
-			if s.resync != nil {
-				s.resync.fire() // streams replay what was published meanwhile
-			}
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				s.hub.confirm(m.Channel)
-			}
-		case *redis.Message:
-			s.dispatch(m.Channel, m.Payload)
-		}
-	}
-}
-
 // dispatch encodes one message from Redis and fans it out. With history
 // on, an id that is not a history position is dropped: it would spoil the
 // client's Last-Event-ID.
@@ -381,7 +325,7 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	if err := s.ps.Subscribe(ctx, names...); err != nil {
+	if err := s.sub.subscribe(ctx, names); err != nil {
 		return fmt.Errorf("ginsse: subscribe: %w: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -407,7 +351,7 @@ func (s *Sender) unsubscribe(st *stream) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
-	if err := s.ps.Unsubscribe(ctx, names...); err != nil {
+	if err := s.sub.unsubscribe(ctx, names); err != nil {
 		// go-redis already forgot the channels, so a reconnect will not
 		// subscribe them again; Redis drops them with the connection.
 		s.log.Debug("ginsse: unsubscribe", "channels", names, "err", err)

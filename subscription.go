@@ -1,0 +1,280 @@
+package ginsse
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// subscriber is the Sender's side of Redis pub/sub: it subscribes and
+// unsubscribes Redis channels and feeds what arrives to the hub.
+type subscriber interface {
+	subscribe(ctx context.Context, names []string) error
+	unsubscribe(ctx context.Context, names []string) error
+	close() error
+}
+
+// newSubscriber picks the subscription for the client: one connection for
+// plain pub/sub (go-redis reconnects it and subscribes every channel
+// again), or one connection per shard for sharded pub/sub on a cluster.
+func (s *Sender) newSubscriber() subscriber {
+	if cc, ok := s.client.(*redis.ClusterClient); ok && s.opts.Sharded {
+		return &shards{s: s, cc: cc, conns: make(map[string]*psConn), where: make(map[string]string)}
+	}
+	return s.startConn(s.client.Subscribe(context.Background()), nil)
+}
+
+// psConn is one pub/sub connection and the loop that reads it.
+type psConn struct {
+	s  *Sender
+	ps *redis.PubSub
+	// broken, when set, takes over after the connection fails, and the
+	// loop ends; when nil, go-redis reconnects and resubscribes.
+	broken func(*psConn)
+}
+
+func (s *Sender) startConn(ps *redis.PubSub, broken func(*psConn)) *psConn {
+	c := &psConn{s: s, ps: ps, broken: broken}
+	s.wg.Add(1)
+	go c.receive()
+	return c
+}
+
+func (c *psConn) subscribe(ctx context.Context, names []string) error {
+	if !c.s.opts.Sharded {
+		return c.ps.Subscribe(ctx, names...)
+	}
+	for _, name := range names { // one SSUBSCRIBE per slot
+		if err := c.ps.SSubscribe(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *psConn) unsubscribe(ctx context.Context, names []string) error {
+	if !c.s.opts.Sharded {
+		return c.ps.Unsubscribe(ctx, names...)
+	}
+	var errs []error
+	for _, name := range names {
+		errs = append(errs, c.ps.SUnsubscribe(ctx, name))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *psConn) close() error { return c.ps.Close() }
+
+// receive reads the connection until it is closed. It never blocks on a
+// stream. After a lost connection it counts a reconnect once messages flow
+// again, and has open streams replay from history what they missed.
+func (c *psConn) receive() {
+	s := c.s
+	defer s.wg.Done()
+	const idle = 30 * time.Second
+	ctx := context.Background()
+	down := false
+	backoff := 50 * time.Millisecond
+	for {
+		msg, err := c.ps.ReceiveTimeout(ctx, idle)
+		if err != nil {
+			if s.closed() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = c.ps.Ping(ctx) // an idle connection must still be alive
+				continue
+			}
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				s.log.Warn("ginsse: redis subscription error", "err", err)
+				continue // an error reply; the connection is fine
+			}
+			if !down {
+				down = true
+				s.log.Warn("ginsse: redis subscription lost", "err", err)
+			}
+			s.hub.reset()
+			if c.broken != nil {
+				c.broken(c)
+				return
+			}
+			select {
+			case <-s.quit:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		if down {
+			down = false
+			backoff = 50 * time.Millisecond
+			s.restored()
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
+				s.hub.confirm(m.Channel)
+			case "sunsubscribe":
+				if c.broken != nil && !s.hub.unused(m.Channel) {
+					// Redis moved the channel's slot to another shard.
+					s.wg.Add(1)
+					go func() {
+						defer s.wg.Done()
+						s.sub.(*shards).moved(m.Channel)
+					}()
+				}
+			}
+		case *redis.Message:
+			s.dispatch(m.Channel, m.Payload)
+		}
+	}
+}
+
+// restored counts a subscription that came back and has open streams
+// replay from history what was published meanwhile.
+func (s *Sender) restored() {
+	s.reconnects.Add(1)
+	s.log.Info("ginsse: redis subscription restored")
+	if s.resync != nil {
+		s.resync.fire()
+	}
+}
+
+// shards subscribes sharded channels on a Redis Cluster: one connection
+// per master that owns a subscribed channel, each channel on the shard of
+// its slot. When a shard's connection fails, or Redis moves a slot, its
+// channels are routed afresh.
+type shards struct {
+	s     *Sender
+	cc    *redis.ClusterClient
+	mu    sync.Mutex
+	conns map[string]*psConn // by master address
+	where map[string]string  // master address by channel
+}
+
+func (sh *shards) subscribe(ctx context.Context, names []string) error {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for _, name := range names {
+		node, err := sh.cc.MasterForKey(ctx, name)
+		if err != nil {
+			return err
+		}
+		addr := node.Options().Addr
+		c := sh.conns[addr]
+		if c == nil {
+			c = sh.s.startConn(node.Subscribe(context.Background()), sh.broken)
+			sh.conns[addr] = c
+		}
+		if err := c.subscribe(ctx, []string{name}); err != nil {
+			return err
+		}
+		sh.where[name] = addr
+	}
+	return nil
+}
+
+func (sh *shards) unsubscribe(ctx context.Context, names []string) error {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var errs []error
+	for _, name := range names {
+		addr, ok := sh.where[name]
+		if !ok {
+			continue
+		}
+		delete(sh.where, name)
+		if c := sh.conns[addr]; c != nil {
+			errs = append(errs, c.unsubscribe(ctx, []string{name}))
+		}
+	}
+	sh.closeIdle()
+	return errors.Join(errs...)
+}
+
+// closeIdle closes the connections of shards no channel needs any more.
+func (sh *shards) closeIdle() {
+	used := make(map[string]bool, len(sh.conns))
+	for _, addr := range sh.where {
+		used[addr] = true
+	}
+	for addr, c := range sh.conns {
+		if !used[addr] {
+			delete(sh.conns, addr)
+			_ = c.close()
+		}
+	}
+}
+
+func (sh *shards) close() error {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var errs []error
+	for addr, c := range sh.conns {
+		delete(sh.conns, addr)
+		errs = append(errs, c.close())
+	}
+	return errors.Join(errs...)
+}
+
+// broken runs in the loop of a failed connection: it drops the connection
+// and routes its channels again, retrying until the cluster answers or the
+// Sender closes.
+func (sh *shards) broken(c *psConn) {
+	sh.mu.Lock()
+	var names []string
+	for addr, old := range sh.conns {
+		if old == c {
+			delete(sh.conns, addr)
+			for name, a := range sh.where {
+				if a == addr {
+					names = append(names, name)
+					delete(sh.where, name)
+				}
+			}
+		}
+	}
+	sh.mu.Unlock()
+	_ = c.close()
+	sh.reroute(names)
+}
+
+// moved routes one channel again after Redis moved its slot.
+func (sh *shards) moved(name string) {
+	sh.mu.Lock()
+	delete(sh.where, name)
+	sh.mu.Unlock()
+	sh.reroute([]string{name})
+}
+
+func (sh *shards) reroute(names []string) {
+	s := sh.s
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		sh.cc.ReloadState(ctx)
+		s.subMu.Lock()
+		err := sh.subscribe(ctx, s.hub.wanted(names))
+		s.subMu.Unlock()
+		cancel()
+		if err == nil {
+			s.restored()
+			return
+		}
+		s.log.Warn("ginsse: redis cluster subscription", "err", err)
+		select {
+		case <-s.quit:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
