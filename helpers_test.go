@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -275,4 +278,25 @@ func newTestServer(t testing.TB, opts ginsse.Options, guards ...gin.HandlerFunc)
 func (ts *testServer) publish(t testing.TB, typ, data string, opts ...ginsse.SendOption) {
 	t.Helper()
 	require.NoError(t, ts.Sender.Publish(context.Background(), typ, data, opts...))
+}
+
+// stalledStream opens a stream over a raw connection, reads up to the
+// id-only frame that sets the client's Last-Event-ID, and then stops
+// reading, as a frozen client does. It returns the connection and that id.
+func stalledStream(t testing.TB, url string) (net.Conn, string) {
+	t.Helper()
+	u, err := neturl.Parse(url)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host)
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if id, ok := strings.CutPrefix(line, "id: "); ok {
+			return conn, strings.TrimSpace(id)
+		}
+	}
 }

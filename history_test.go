@@ -136,3 +136,55 @@ func TestHistoryRefusesCallerID(t *testing.T) {
 	err := ts.Sender.Publish(context.Background(), "", "x", ginsse.ID("7"))
 	require.ErrorIs(t, err, ginsse.ErrInvalidEvent)
 }
+
+func TestHistoryStreamCutMidFlowGetsEveryEventOnce(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 10000})
+	const total = 3000
+	c := openStream(t, ts.URL+"/stream")
+	done := make(chan error, 1)
+	go func() {
+		for i := range total {
+			if err := ts.Sender.Publish(context.Background(), "", strconv.Itoa(i)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	next := 0
+	var last sseEvent
+	for next < 500 {
+		last = c.next(t)
+		require.Equal(t, strconv.Itoa(next), last.Data)
+		next++
+	}
+	c.close() // events keep coming while the client is away
+	r := resumeStream(t, ts.URL+"/stream", last.LastEventID)
+	for next < total {
+		e := r.next(t)
+		require.Equal(t, strconv.Itoa(next), e.Data, "every event once, in order")
+		next++
+	}
+	require.NoError(t, <-done)
+	select {
+	case e := <-r.events:
+		t.Fatalf("unexpected extra event %+v", e)
+	default:
+	}
+}
+
+func TestHistorySlowStreamCloseLosesNothing(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 1000, QueueSize: 2, WriteTimeout: 200 * time.Millisecond})
+	conn, id := stalledStream(t, ts.URL+"/stream")
+	defer conn.Close()
+	big := strings.Repeat("x", 64<<10)
+	for i := range 100 {
+		ts.publish(t, "", strconv.Itoa(i)+big)
+	}
+	require.Eventually(t, func() bool { return ts.Sender.Stats().SlowCloses == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return ts.Sender.Stats().Streams == 0 }, 10*time.Second, 5*time.Millisecond)
+	r := resumeStream(t, ts.URL+"/stream", id)
+	for i := range 100 {
+		require.Equal(t, strconv.Itoa(i)+big, r.next(t).Data)
+	}
+}

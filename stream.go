@@ -254,6 +254,7 @@ func (w *streamWriter) replay(ctx context.Context, out io.Writer) bool {
 		}
 		first[i] = nil
 	}
+	cur.frame = nil // a replay's largest frame need not live as long as the stream
 	cur.buf = append(cur.buf[:0], "id: "...)
 	cur.buf = appendResume(cur.buf, cur.pos)
 	cur.buf = append(cur.buf, "\n\n"...)
