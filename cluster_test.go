@@ -2,8 +2,6 @@ package ginsse_test
 
 import (
 	"context"
-	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -15,30 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// needBinary skips the test when name is not installed, or fails it when
-// GINSSE_REQUIRE_REDIS is set (CI sets it).
-func needBinary(t testing.TB, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := name + " not found: install redis-server (apt-get install redis-server) to run this test"
-	if os.Getenv("GINSSE_REQUIRE_REDIS") != "" {
-		t.Fatal(msg + " (GINSSE_REQUIRE_REDIS is set)")
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startCluster starts a Redis Cluster of three masters on loopback ports
 // and returns their addresses; the processes end with the test.
@@ -72,16 +46,6 @@ func startCluster(t testing.TB) []string {
 		c.Close()
 	}
 	return addrs
-}
-
-// waitPing waits for a Redis process that is starting up to answer.
-func waitPing(t testing.TB, addr string) {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	defer c.Close()
-	require.Eventually(t, func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	}, 10*time.Second, 20*time.Millisecond, "redis-server on %s did not start", addr)
 }
 
 func TestRealClusterShardedDeliveryAndResume(t *testing.T) {

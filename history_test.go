@@ -1,6 +1,7 @@
 package ginsse_test
 
 import (
+	"bufio"
 	"context"
 	"net/http"
 	"strconv"
@@ -187,4 +188,29 @@ func TestHistorySlowStreamCloseLosesNothing(t *testing.T) {
 	for i := range 100 {
 		require.Equal(t, strconv.Itoa(i)+big, r.next(t).Data)
 	}
+}
+
+func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 1000, QueueSize: 2})
+	conn, _ := stalledStream(t, ts.URL+"/stream")
+	defer conn.Close()
+	// The client reads nothing while the events fill the socket buffers,
+	// so the stream's queue overflows.
+	big := strings.Repeat("x", 64<<10)
+	for i := range 100 {
+		ts.publish(t, "", strconv.Itoa(i)+big)
+	}
+	br := bufio.NewReader(conn)
+	p := newParser()
+	for len(p.events) < 100 {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		p.feed(line)
+	}
+	for i, e := range p.events {
+		require.Equal(t, strconv.Itoa(i)+big, e.Data)
+	}
+	st := ts.Sender.Stats()
+	assert.Zero(t, st.SlowCloses)
+	assert.Positive(t, st.Replayed, "the queue overflowed and the stream caught up from history")
 }

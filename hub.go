@@ -188,10 +188,14 @@ type stream struct {
 	kill    chan struct{} // closed when the stream must end
 	killed  atomic.Bool
 	members []member
+	// With history on, a full queue does not close the stream: it marks
+	// it lagging, and the stream catches up from the history.
+	catchUp bool
+	lagging atomic.Bool
 }
 
-func newStream(queue int) *stream {
-	return &stream{queue: make(chan *frame, queue), kill: make(chan struct{})}
+func newStream(queue int, catchUp bool) *stream {
+	return &stream{queue: make(chan *frame, queue), kill: make(chan struct{}), catchUp: catchUp}
 }
 
 // index returns the place of t among the stream's channels, or -1.
@@ -206,12 +210,16 @@ func (st *stream) index(t *topic) int {
 
 // offer queues f without blocking. A full queue means the client cannot
 // keep up: the stream is closed, and offer reports true the one time it
-// closed it.
+// closed it; or, with history on, the stream is marked lagging.
 func (st *stream) offer(f *frame) (closed bool) {
 	select {
 	case st.queue <- f:
 		return false
 	default:
+		if st.catchUp {
+			st.lagging.Store(true)
+			return false
+		}
 		return st.close()
 	}
 }

@@ -3,8 +3,10 @@ package ginsse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -42,7 +44,7 @@ func (s *Sender) serve(c *gin.Context) {
 			return
 		}
 	}
-	st := newStream(s.opts.QueueSize)
+	st := newStream(s.opts.QueueSize, cur != nil)
 	if err := s.subscribe(ctx, st, names); err != nil {
 		s.refuse(c, chans, err)
 		return
@@ -65,7 +67,14 @@ func (s *Sender) serve(c *gin.Context) {
 	c.Stream(func(out io.Writer) bool {
 		select {
 		case f := <-st.queue:
-			return w.drain(out, st, f)
+			if !w.drain(out, st, f) {
+				return false
+			}
+			if st.lagging.Swap(false) {
+				// Frames were dropped: fetch them from the history.
+				return w.replay(ctx, out)
+			}
+			return true
 		case <-s.beat.wait():
 			return w.write(out, heartbeatFrame)
 		case <-s.resync.wait():
@@ -121,8 +130,19 @@ func (w *streamWriter) write(out io.Writer, b []byte) bool {
 	return true
 }
 
+// logEnd reports why a stream ended, when it was not the client leaving.
+// A write that missed its deadline is a client that stopped reading: it
+// counts as a slow close.
 func (w *streamWriter) logEnd(ctx context.Context) {
-	if w.err != nil && ctx.Err() == nil {
+	switch {
+	case w.err == nil:
+	case errors.Is(w.err, os.ErrDeadlineExceeded):
+		// net/http cancels the request context after a failed write, so
+		// the deadline is checked first.
+		w.s.hub.slow.Add(1)
+		w.s.log.Warn("ginsse: stream closed: client stopped reading", "channels", w.chans, "timeout", w.s.opts.WriteTimeout)
+	case ctx.Err() != nil:
+	default:
 		w.s.log.Warn("ginsse: stream closed: write failed", "channels", w.chans, "err", w.err)
 	}
 }
