@@ -97,4 +97,3 @@ func (r *redisProc) client() *redis.Client {
 	r.t.Cleanup(func() { c.Close() })
 	return c
 }
-
