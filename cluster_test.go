@@ -133,3 +133,61 @@ func shardSubscribers(t testing.TB, addr string) int {
 	}
 	return n
 }
+
+// moveSlot migrates the slot of key, with its keys, to the master at
+// dst, the way redis-cli --cluster reshard does.
+func moveSlot(t testing.TB, addrs []string, key, dst string) {
+	t.Helper()
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	defer cc.Close()
+	s, err := cc.ClusterKeySlot(ctx, key).Result()
+	require.NoError(t, err)
+	slot := int(s)
+	srcNode, err := cc.MasterForKey(ctx, key)
+	require.NoError(t, err)
+	src := redis.NewClient(&redis.Options{Addr: srcNode.Options().Addr})
+	defer src.Close()
+	dstc := redis.NewClient(&redis.Options{Addr: dst})
+	defer dstc.Close()
+	srcID, err := src.Do(ctx, "CLUSTER", "MYID").Text()
+	require.NoError(t, err)
+	dstID, err := dstc.Do(ctx, "CLUSTER", "MYID").Text()
+	require.NoError(t, err)
+	require.NoError(t, dstc.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err())
+	require.NoError(t, src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err())
+	keys, err := src.ClusterGetKeysInSlot(ctx, slot, 1000).Result()
+	require.NoError(t, err)
+	host, port, _ := strings.Cut(dst, ":")
+	for _, k := range keys {
+		require.NoError(t, src.Migrate(ctx, host, port, k, 0, 5*time.Second).Err())
+	}
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		require.NoError(t, c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+		c.Close()
+	}
+}
+
+func TestRealClusterShardedFollowsSlotMove(t *testing.T) {
+	addrs := startCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { client.Close() })
+	ts := newTestServer(t, ginsse.Options{Client: client, Sharded: true, History: 100})
+	c := openStream(t, ts.URL+"/stream?channel=alpha")
+	ts.publish(t, "", "before", ginsse.Channel("alpha"))
+	require.Equal(t, "before", c.next(t).Data)
+
+	node, err := client.MasterForKey(context.Background(), "alpha")
+	require.NoError(t, err)
+	from := node.Options().Addr
+	to := addrs[0]
+	if to == from {
+		to = addrs[1]
+	}
+	moveSlot(t, addrs, "alpha", to)
+	require.Eventually(t, func() bool { return shardSubscribers(t, to) == 1 }, 10*time.Second, 20*time.Millisecond,
+		"the Sender subscribes alpha on its new shard")
+	ts.publish(t, "", "after", ginsse.Channel("alpha"))
+	assert.Equal(t, "after", c.next(t).Data)
+}

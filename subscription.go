@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +38,7 @@ type psConn struct {
 	// broken, when set, takes over after the connection fails, and the
 	// loop ends; when nil, go-redis reconnects and resubscribes.
 	broken func(*psConn)
+	done   atomic.Bool // closed on purpose
 }
 
 func (s *Sender) startConn(ps *redis.PubSub, broken func(*psConn)) *psConn {
@@ -67,7 +71,10 @@ func (c *psConn) unsubscribe(ctx context.Context, names []string) error {
 	return errors.Join(errs...)
 }
 
-func (c *psConn) close() error { return c.ps.Close() }
+func (c *psConn) close() error {
+	c.done.Store(true)
+	return c.ps.Close()
+}
 
 // receive reads the connection until it is closed. It never blocks on a
 // stream. After a lost connection it counts a reconnect once messages flow
@@ -82,7 +89,7 @@ func (c *psConn) receive() {
 	for {
 		msg, err := c.ps.ReceiveTimeout(ctx, idle)
 		if err != nil {
-			if s.closed() {
+			if s.closed() || c.done.Load() {
 				return
 			}
 			var ne net.Error
@@ -92,8 +99,13 @@ func (c *psConn) receive() {
 			}
 			var rerr redis.Error
 			if errors.As(err, &rerr) {
-				s.log.Warn("ginsse: redis subscription error", "err", err)
-				continue // an error reply; the connection is fine
+				// An error reply; the connection is fine.
+				if c.broken != nil && strings.HasPrefix(rerr.Error(), "MOVED ") {
+					c.goShards(func(sh *shards) { sh.redirect(rerr.Error()) })
+				} else {
+					s.log.Warn("ginsse: redis subscription error", "err", err)
+				}
+				continue
 			}
 			if !down {
 				down = true
@@ -125,17 +137,24 @@ func (c *psConn) receive() {
 			case "sunsubscribe":
 				if c.broken != nil && !s.hub.unused(m.Channel) {
 					// Redis moved the channel's slot to another shard.
-					s.wg.Add(1)
-					go func() {
-						defer s.wg.Done()
-						s.sub.(*shards).moved(m.Channel)
-					}()
+					c.goShards(func(sh *shards) { sh.moved(m.Channel) })
 				}
 			}
 		case *redis.Message:
 			s.dispatch(m.Channel, m.Payload)
 		}
 	}
+}
+
+// goShards runs f on the Sender's shards in a goroutine of the Sender's,
+// so that the loop reading this connection never waits for it.
+func (c *psConn) goShards(f func(*shards)) {
+	s := c.s
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f(s.sub.(*shards))
+	}()
 }
 
 // restored counts a subscription that came back and has open streams
@@ -244,7 +263,7 @@ func (sh *shards) broken(c *psConn) {
 	}
 	sh.mu.Unlock()
 	_ = c.close()
-	sh.reroute(names)
+	sh.reroute(names, "")
 }
 
 // moved routes one channel again after Redis moved its slot.
@@ -252,15 +271,52 @@ func (sh *shards) moved(name string) {
 	sh.mu.Lock()
 	delete(sh.where, name)
 	sh.mu.Unlock()
-	sh.reroute([]string{name})
+	sh.reroute([]string{name}, "")
 }
 
-func (sh *shards) reroute(names []string) {
+// redirect follows a "MOVED slot host:port" reply to a SSUBSCRIBE sent
+// before the cluster state caught up: the channels of that slot go to the
+// shard Redis named.
+func (sh *shards) redirect(reply string) {
+	f := strings.Fields(reply)
+	if len(f) != 3 {
+		return
+	}
+	slot, err := strconv.Atoi(f[1])
+	if err != nil {
+		return
+	}
+	sh.mu.Lock()
+	var names []string
+	for name := range sh.where {
+		if keySlot(name) == slot {
+			names = append(names, name)
+			delete(sh.where, name)
+		}
+	}
+	sh.closeIdle()
+	sh.mu.Unlock()
+	sh.reroute(names, f[2])
+}
+
+// reroute subscribes names on the shards that own them now, once the
+// cluster state names want as their owner, when want is set.
+func (sh *shards) reroute(names []string, want string) {
 	s := sh.s
 	backoff := 50 * time.Millisecond
-	for {
+	for len(names) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		sh.cc.ReloadState(ctx)
+		if want != "" {
+			node, err := sh.cc.MasterForKey(ctx, names[0])
+			if err != nil || node.Options().Addr != want {
+				cancel()
+				if !sh.wait(&backoff) {
+					return
+				}
+				continue
+			}
+		}
 		s.subMu.Lock()
 		err := sh.subscribe(ctx, s.hub.wanted(names))
 		s.subMu.Unlock()
@@ -270,11 +326,37 @@ func (sh *shards) reroute(names []string) {
 			return
 		}
 		s.log.Warn("ginsse: redis cluster subscription", "err", err)
-		select {
-		case <-s.quit:
+		if !sh.wait(&backoff) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Second)
 	}
+}
+
+// wait sleeps for the backoff, doubling it up to a second, and reports
+// false if the Sender closed meanwhile.
+func (sh *shards) wait(backoff *time.Duration) bool {
+	select {
+	case <-sh.s.quit:
+		return false
+	case <-time.After(*backoff):
+	}
+	*backoff = min(*backoff*2, time.Second)
+	return true
+}
+
+// keySlot is the Redis Cluster hash slot of a key without a hash tag, as
+// channel names are: CRC16 (XMODEM) modulo 16384.
+func keySlot(key string) int {
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
 }
