@@ -131,7 +131,7 @@ func (s *Sender) tails(ctx context.Context, names []string) ([]position, error) 
 		cmds[i] = pipe.XRevRangeN(ctx, historyKey(name), "+", "-", 1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("ginsse: read history: %w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
 	}
 	pos := make([]position, len(names))
 	for i, c := range cmds {
@@ -164,7 +164,7 @@ func (s *Sender) historyPage(ctx context.Context, name string, pos position, inc
 	defer cancel()
 	msgs, err := s.client.XRangeN(ctx, historyKey(name), start, "+", replayPage).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, fmt.Errorf("ginsse: read history of %q: %w: %w", name, ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
 	}
 	page := make([]redisEntry, 0, len(msgs))
 	for _, m := range msgs {

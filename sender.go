@@ -150,7 +150,7 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 		o(&p)
 	}
 	if p.id != "" && s.opts.History > 0 {
-		return fmt.Errorf("ginsse: publish to %q: %w: with History on, ids are history positions and cannot be set", p.channel, ErrInvalidEvent)
+		return fmt.Errorf("%w: with History on, ids are history positions and cannot be set (channel %q)", ErrInvalidEvent, p.channel)
 	}
 	payload, err := encodePayload(typ, data, &p)
 	if err != nil {
@@ -163,7 +163,7 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 	defer cancel()
 	if err := s.publish(ctx, s.opts.Prefix+p.channel, payload); err != nil {
 		s.publishErrors.Add(1)
-		return fmt.Errorf("ginsse: publish to %q: %w: %w", p.channel, ErrUnavailable, err)
+		return fmt.Errorf("%w: publish to %q: %w", ErrUnavailable, p.channel, err)
 	}
 	s.published.Add(1)
 	return nil
@@ -191,17 +191,17 @@ type payload struct {
 // encodePayload validates one Send call and returns the Redis message.
 func encodePayload(typ string, data any, p *sendParams) ([]byte, error) {
 	if err := validateChannel(p.channel); err != nil {
-		return nil, fmt.Errorf("ginsse: publish: %w", err)
+		return nil, err
 	}
 	e := event{typ: typ, id: p.id, retry: -1}
 	if err := e.validate(); err != nil {
-		return nil, fmt.Errorf("ginsse: publish to %q: %w", p.channel, err)
+		return nil, err
 	}
 	msg := payload{Type: typ, ID: p.id}
 	if p.retrySet {
 		ms, err := retryMillis(p.retry)
 		if err != nil {
-			return nil, fmt.Errorf("ginsse: publish to %q: %w", p.channel, err)
+			return nil, err
 		}
 		msg.Retry = &ms
 	}
@@ -215,7 +215,7 @@ func encodePayload(typ string, data any, p *sendParams) ([]byte, error) {
 		msg.Data, err = json.Marshal(d)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ginsse: publish to %q: %w: data: %w", p.channel, ErrInvalidEvent, err)
+		return nil, fmt.Errorf("%w: data: %w", ErrInvalidEvent, err)
 	}
 	return json.Marshal(msg)
 }
@@ -304,7 +304,7 @@ func (s *Sender) subscribe(ctx context.Context, st *stream, names []string) erro
 			return ErrClosed
 		case <-timer.C:
 			s.unsubscribe(st)
-			return fmt.Errorf("ginsse: subscribe: %w: no confirmation from redis within %v", ErrUnavailable, s.opts.Timeout)
+			return fmt.Errorf("%w: subscribe: no confirmation within %v", ErrUnavailable, s.opts.Timeout)
 		}
 	}
 	return nil
@@ -326,7 +326,7 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	if err := s.sub.subscribe(ctx, names); err != nil {
-		return fmt.Errorf("ginsse: subscribe: %w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: subscribe: %w", ErrUnavailable, err)
 	}
 	return nil
 }

@@ -1,0 +1,205 @@
+// Command _example is the ginsse demo: a page that subscribes to
+// server-sent events and a form that sends them, on an embedded Redis
+// unless one is named.
+//
+//	go run ./_example                      # embedded Redis, history on
+//	go run ./_example -redis redis://localhost:6379/0
+//	go run ./_example -redis-cluster 127.0.0.1:7000,127.0.0.1:7001
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gin-gonic/gin"
+	"github.com/ginsse/ginsse"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed index.html
+var indexHTML []byte
+
+// config is what the flags and their environment fallbacks set.
+type config struct {
+	addr         string
+	redisURL     string
+	redisCluster string
+	heartbeat    time.Duration
+	adminToken   string
+	history      int
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(ctx, os.Args[1:], log); err != nil {
+		log.Error("ginsse example", "err", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags reads the command line, with environment fallbacks.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("ginsse-example", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.addr, "addr", envOr("ADDR", "localhost:8080"), "listen address (env ADDR)")
+	fs.StringVar(&cfg.redisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL; empty starts an embedded Redis (env REDIS_URL)")
+	fs.StringVar(&cfg.redisCluster, "redis-cluster", os.Getenv("REDIS_CLUSTER"), "Redis Cluster nodes host:port,host:port,... with sharded pub/sub (env REDIS_CLUSTER)")
+	fs.DurationVar(&cfg.heartbeat, "heartbeat", 15*time.Second, "heartbeat interval; negative turns it off")
+	fs.StringVar(&cfg.adminToken, "admin-token", envOr("ADMIN_TOKEN", "letmein"), "token for the firehose channel (env ADMIN_TOKEN)")
+	history, err := strconv.Atoi(envOr("HISTORY", "1000"))
+	if err != nil {
+		return cfg, fmt.Errorf("HISTORY: %w", err)
+	}
+	fs.IntVar(&cfg.history, "history", history, "events kept per channel for clients that reconnect; 0 turns it off (env HISTORY)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if cfg.redisURL != "" && cfg.redisCluster != "" {
+		return cfg, errors.New("set -redis or -redis-cluster, not both")
+	}
+	return cfg, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// run serves the demo until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, err := parseFlags(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, Logger: log}
+	switch {
+	case cfg.redisCluster != "":
+		cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(cfg.redisCluster, ",")})
+		defer cluster.Close()
+		opts.Client, opts.Sharded = cluster, true
+		log.Info("using Redis Cluster with sharded pub/sub", "nodes", cfg.redisCluster)
+	case cfg.redisURL != "":
+		opts.URL = cfg.redisURL
+		log.Info("using Redis", "url", cfg.redisURL)
+	default:
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
+			return fmt.Errorf("embedded redis: %w", err)
+		}
+		defer mr.Close()
+		opts.Addr = mr.Addr()
+		log.Info("using embedded in-process Redis (miniredis); pass -redis to use a real one", "addr", mr.Addr())
+	}
+	sender, err := ginsse.New(opts)
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
+
+	srv := &http.Server{
+		Addr:              cfg.addr,
+		Handler:           newRouter(sender, cfg.adminToken),
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second, // streams outlive it: ginsse extends the deadline per write
+	}
+	srv.RegisterOnShutdown(func() { sender.Close() })
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("ginsse example listening", "url", "http://"+cfg.addr+"/", "history", cfg.history)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// newRouter builds the demo's routes around a Sender.
+func newRouter(sender *ginsse.Sender, adminToken string) *gin.Engine {
+	if os.Getenv(gin.EnvGinMode) == "" {
+		gin.SetMode(gin.ReleaseMode)
+	}
+	r := gin.New()
+	r.Use(gin.Recovery())
+	r.GET("/", func(c *gin.Context) {
+		c.Data(http.StatusOK, "text/html; charset=utf-8", indexHTML)
+	})
+	sender.Mount(r.Group("/stream", guardFirehose(adminToken)))
+	r.POST("/send", sender.Middleware(), send)
+	return r
+}
+
+// guardFirehose refuses the firehose channel, anywhere in the request's
+// channel list, to requests without the admin token.
+func guardFirehose(token string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		chans, err := ginsse.Channels(c)
+		if err != nil || !slices.Contains(chans, "firehose") {
+			c.Next() // an invalid request gets its 400 from the stream handler
+			return
+		}
+		given := c.Query("token")
+		if given == "" {
+			given, _ = c.Cookie("token")
+		}
+		if subtle.ConstantTimeCompare([]byte(given), []byte(token)) != 1 {
+			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "the firehose channel needs the admin token (query or cookie \"token\")"})
+			return
+		}
+		c.Next()
+	}
+}
+
+// send publishes the form's event: 202 once published, 400 for invalid
+// input, 503 when Redis is unreachable.
+func send(c *gin.Context) {
+	opts := []ginsse.SendOption{ginsse.Channel(c.DefaultPostForm("channel", "sse"))}
+	if id := c.PostForm("id"); id != "" {
+		opts = append(opts, ginsse.ID(id))
+	}
+	if retry := c.PostForm("retry"); retry != "" {
+		ms, err := strconv.ParseUint(retry, 10, 31)
+		if err != nil {
+			c.JSON(http.StatusBadRequest, gin.H{"error": fmt.Sprintf("retry %q is not a number of milliseconds", retry)})
+			return
+		}
+		opts = append(opts, ginsse.Retry(time.Duration(ms)*time.Millisecond))
+	}
+	err := ginsse.Send(c, c.PostForm("event"), c.PostForm("data"), opts...)
+	switch {
+	case err == nil:
+		c.JSON(http.StatusAccepted, gin.H{"status": "published"})
+	case errors.Is(err, ginsse.ErrInvalidChannel), errors.Is(err, ginsse.ErrInvalidEvent):
+		c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+	case errors.Is(err, ginsse.ErrUnavailable), errors.Is(err, ginsse.ErrClosed):
+		c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
+	default:
+		c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+	}
+}
