@@ -282,21 +282,23 @@ func (ts *testServer) publish(t testing.TB, typ, data string, opts ...ginsse.Sen
 
 // stalledStream opens a stream over a raw connection, reads up to the
 // id-only frame that sets the client's Last-Event-ID, and then stops
-// reading, as a frozen client does. It returns the connection and that id.
-func stalledStream(t testing.TB, url string) (net.Conn, string) {
+// reading, as a frozen client does. It returns the connection, a reader
+// positioned after that frame, and the id.
+func stalledStream(t testing.TB, url string) (net.Conn, *bufio.Reader, string) {
 	t.Helper()
 	u, err := neturl.Parse(url)
 	require.NoError(t, err)
 	conn, err := net.Dial("tcp", u.Host)
 	require.NoError(t, err)
-	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host)
+	// HTTP/1.0: the body comes unchunked, so it can be read as it is.
+	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host)
 	require.NoError(t, err)
 	br := bufio.NewReader(conn)
 	for {
 		line, err := br.ReadString('\n')
 		require.NoError(t, err)
 		if id, ok := strings.CutPrefix(line, "id: "); ok {
-			return conn, strings.TrimSpace(id)
+			return conn, br, strings.TrimSpace(id)
 		}
 	}
 }

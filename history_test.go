@@ -1,7 +1,6 @@
 package ginsse_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"strconv"
@@ -176,7 +175,7 @@ func TestHistoryStreamCutMidFlowGetsEveryEventOnce(t *testing.T) {
 
 func TestHistorySlowStreamCloseLosesNothing(t *testing.T) {
 	ts := newTestServer(t, ginsse.Options{History: 1000, QueueSize: 2, WriteTimeout: 200 * time.Millisecond})
-	conn, id := stalledStream(t, ts.URL+"/stream")
+	conn, _, id := stalledStream(t, ts.URL+"/stream")
 	defer conn.Close()
 	big := strings.Repeat("x", 64<<10)
 	for i := range 100 {
@@ -192,7 +191,7 @@ func TestHistorySlowStreamCloseLosesNothing(t *testing.T) {
 
 func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
 	ts := newTestServer(t, ginsse.Options{History: 1000, QueueSize: 2})
-	conn, _ := stalledStream(t, ts.URL+"/stream")
+	conn, br, _ := stalledStream(t, ts.URL+"/stream")
 	defer conn.Close()
 	// The client reads nothing while the events fill the socket buffers,
 	// so the stream's queue overflows.
@@ -200,15 +199,15 @@ func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
 	for i := range 100 {
 		ts.publish(t, "", strconv.Itoa(i)+big)
 	}
-	br := bufio.NewReader(conn)
 	p := newParser()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
 	for len(p.events) < 100 {
 		line, err := br.ReadString('\n')
-		require.NoError(t, err)
+		require.NoError(t, err, "after %d events; %+v", len(p.events), ts.Sender.Stats())
 		p.feed(line)
 	}
 	for i, e := range p.events {
-		require.Equal(t, strconv.Itoa(i)+big, e.Data)
+		require.True(t, e.Data == strconv.Itoa(i)+big, "event %d is %.8q, %d bytes", i, e.Data, len(e.Data))
 	}
 	st := ts.Sender.Stats()
 	assert.Zero(t, st.SlowCloses)

@@ -67,14 +67,7 @@ func (s *Sender) serve(c *gin.Context) {
 	c.Stream(func(out io.Writer) bool {
 		select {
 		case f := <-st.queue:
-			if !w.drain(out, st, f) {
-				return false
-			}
-			if st.lagging.Swap(false) {
-				// Frames were dropped: fetch them from the history.
-				return w.replay(ctx, out)
-			}
-			return true
+			return w.drain(ctx, out, st, f)
 		case <-s.beat.wait():
 			return w.write(out, heartbeatFrame)
 		case <-s.resync.wait():
@@ -149,9 +142,15 @@ func (w *streamWriter) logEnd(ctx context.Context) {
 
 // drain writes f and whatever else is already queued, so a burst leaves in
 // one flush (c.Stream flushes after each step).
-func (w *streamWriter) drain(out io.Writer, st *stream, f *frame) bool {
+func (w *streamWriter) drain(ctx context.Context, out io.Writer, st *stream, f *frame) bool {
 	var n int64
 	for {
+		// A lagging stream dropped frames before this one: the history
+		// has them, this one included. The flag is set before any later
+		// frame is queued, so checking it here misses no drop.
+		if st.lagging.Swap(false) && !w.replay(ctx, out) {
+			return false
+		}
 		ok, sent := w.frame(out, st, f)
 		if !ok {
 			return false
