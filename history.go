@@ -160,9 +160,24 @@ func (s *Sender) historyPage(ctx context.Context, name string, pos position, inc
 			start = "(" + start
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-	msgs, err := s.client.XRangeN(ctx, historyKey(name), start, "+", replayPage).Result()
+	var msgs []redis.XMessage
+	var err error
+	// A cluster moving the slot, or a failover, fails a read for a moment.
+	for try := range 3 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, false, ctx.Err()
+			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+		msgs, err = s.client.XRangeN(rctx, historyKey(name), start, "+", replayPage).Result()
+		cancel()
+		if err == nil || errors.Is(err, redis.Nil) {
+			break
+		}
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
 	}

@@ -136,7 +136,7 @@ func (w *streamWriter) logEnd(ctx context.Context) {
 		w.s.log.Warn("ginsse: stream closed: client stopped reading", "channels", w.chans, "timeout", w.s.opts.WriteTimeout)
 	case ctx.Err() != nil:
 	default:
-		w.s.log.Warn("ginsse: stream closed: write failed", "channels", w.chans, "err", w.err)
+		w.s.log.Warn("ginsse: stream closed", "channels", w.chans, "err", w.err)
 	}
 }
 

@@ -299,24 +299,25 @@ func (sh *shards) redirect(reply string) {
 	sh.reroute(names, f[2])
 }
 
-// reroute subscribes names on the shards that own them now, once the
-// cluster state names want as their owner, when want is set.
+// reroute subscribes names on the shards that own them now. With want set
+// (a MOVED reply named the owner), it first gives the cluster state a
+// moment to agree; a stale want must not hold it forever, since a later
+// MOVED reply redirects again.
 func (sh *shards) reroute(names []string, want string) {
 	s := sh.s
-	backoff := 50 * time.Millisecond
-	for len(names) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-		sh.cc.ReloadState(ctx)
-		if want != "" {
-			node, err := sh.cc.MasterForKey(ctx, names[0])
-			if err != nil || node.Options().Addr != want {
-				cancel()
-				if !sh.wait(&backoff) {
-					return
-				}
-				continue
-			}
+	for tries := 0; want != "" && tries < 20; tries++ {
+		if sh.owner(names[0]) == want {
+			break
 		}
+		select {
+		case <-s.quit:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		s.subMu.Lock()
 		err := sh.subscribe(ctx, s.hub.wanted(names))
 		s.subMu.Unlock()
@@ -329,7 +330,21 @@ func (sh *shards) reroute(names []string, want string) {
 		if !sh.wait(&backoff) {
 			return
 		}
+		sh.owner(names[0])
 	}
+}
+
+// owner reloads the cluster state and returns the master that owns name
+// according to it.
+func (sh *shards) owner(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), sh.s.opts.Timeout)
+	defer cancel()
+	sh.cc.ReloadState(ctx)
+	node, err := sh.cc.MasterForKey(ctx, name)
+	if err != nil {
+		return ""
+	}
+	return node.Options().Addr
 }
 
 // wait sleeps for the backoff, doubling it up to a second, and reports
