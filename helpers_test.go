@@ -33,13 +33,18 @@ type sseEvent struct {
 // sseParser follows the event stream interpretation of the WHATWG HTML
 // standard (section 9.2.6), so tests check what a browser would see.
 type sseParser struct {
-	data, typ, lastID string
-	retry             int
-	events            []sseEvent
-	comments          []string
+	data        strings.Builder
+	typ, lastID string
+	retry       int
+	events      []sseEvent
+	comments    []string
 }
 
 func newParser() *sseParser { return &sseParser{retry: -1} }
+
+// lineEnds normalises CRLF and CR to LF, as a browser's parser does to
+// data: what an event's data is once it arrives.
+var lineEnds = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 
 // feed interprets whole lines: CRLF, LF and CR each end one.
 func (p *sseParser) feed(stream string) {
@@ -73,7 +78,8 @@ func (p *sseParser) line(l string) {
 	case "event":
 		p.typ = value
 	case "data":
-		p.data += value + "\n"
+		p.data.WriteString(value)
+		p.data.WriteByte('\n')
 	case "id":
 		if !strings.Contains(value, "\x00") {
 			p.lastID = value
@@ -86,16 +92,17 @@ func (p *sseParser) line(l string) {
 }
 
 func (p *sseParser) dispatch() {
-	if p.data == "" {
+	if p.data.Len() == 0 {
 		p.typ = ""
 		return
 	}
-	e := sseEvent{Type: p.typ, Data: strings.TrimSuffix(p.data, "\n"), LastEventID: p.lastID, Retry: p.retry}
+	e := sseEvent{Type: p.typ, Data: strings.TrimSuffix(p.data.String(), "\n"), LastEventID: p.lastID, Retry: p.retry}
 	if e.Type == "" {
 		e.Type = "message"
 	}
 	p.events = append(p.events, e)
-	p.data, p.typ = "", ""
+	p.data.Reset()
+	p.typ = ""
 }
 
 // parseFrames returns the events a browser dispatches for stream.
