@@ -131,9 +131,22 @@ func openStream(t testing.TB, url string) *sseClient {
 	return c
 }
 
+// openStreamWith is openStream through client.
+func openStreamWith(t testing.TB, client *http.Client, url string) *sseClient {
+	t.Helper()
+	c, status := dialStreamWith(t, client, url, nil)
+	require.Equal(t, http.StatusOK, status, "stream %s", url)
+	return c
+}
+
 // dialStream connects to url with optional headers. On a non-200 answer it
 // returns a nil client and the status.
 func dialStream(t testing.TB, url string, header http.Header) (*sseClient, int) {
+	t.Helper()
+	return dialStreamWith(t, http.DefaultClient, url, header)
+}
+
+func dialStreamWith(t testing.TB, client *http.Client, url string, header http.Header) (*sseClient, int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -141,7 +154,7 @@ func dialStream(t testing.TB, url string, header http.Header) (*sseClient, int) 
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		require.NoError(t, err)
@@ -293,6 +306,15 @@ func (ts *testServer) publish(t testing.TB, typ, data string, opts ...ginsse.Sen
 // positioned after that frame, and the id.
 func stalledStream(t testing.TB, url string) (net.Conn, *bufio.Reader, string) {
 	t.Helper()
+	conn, br, line := rawStream(t, url, "id: ")
+	return conn, br, strings.TrimSpace(strings.TrimPrefix(line, "id: "))
+}
+
+// rawStream opens a stream over a raw connection and reads until a line
+// starting with prefix, which it returns with the connection and a reader
+// positioned after it.
+func rawStream(t testing.TB, url, prefix string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
 	u, err := neturl.Parse(url)
 	require.NoError(t, err)
 	conn, err := net.Dial("tcp", u.Host)
@@ -304,8 +326,8 @@ func stalledStream(t testing.TB, url string) (net.Conn, *bufio.Reader, string) {
 	for {
 		line, err := br.ReadString('\n')
 		require.NoError(t, err)
-		if id, ok := strings.CutPrefix(line, "id: "); ok {
-			return conn, br, strings.TrimSpace(id)
+		if strings.HasPrefix(line, prefix) {
+			return conn, br, line
 		}
 	}
 }

@@ -60,7 +60,7 @@ func (s *Sender) serve(c *gin.Context) {
 	w := &streamWriter{s: s, rc: http.NewResponseController(c.Writer), chans: chans, cur: cur}
 	// Write at once so the browser's open event fires before any message.
 	if !w.write(c.Writer, helloFrame) || !w.replay(ctx, c.Writer) {
-		w.logEnd(ctx)
+		w.logEnd(ctx, st)
 		return
 	}
 	c.Writer.Flush()
@@ -73,7 +73,6 @@ func (s *Sender) serve(c *gin.Context) {
 		case <-s.resync.wait():
 			return w.replay(ctx, out)
 		case <-st.kill:
-			s.log.Warn("ginsse: stream closed: client too slow", "channels", chans, "queue", s.opts.QueueSize)
 			return false
 		case <-s.quit:
 			return false
@@ -81,7 +80,7 @@ func (s *Sender) serve(c *gin.Context) {
 			return false
 		}
 	})
-	w.logEnd(ctx)
+	w.logEnd(ctx, st)
 }
 
 // refuse answers a stream request that cannot start: 400 for a bad
@@ -125,13 +124,16 @@ func (w *streamWriter) write(out io.Writer, b []byte) bool {
 
 // logEnd reports why a stream ended, when it was not the client leaving.
 // A write that missed its deadline is a client that stopped reading: it
-// counts as a slow close.
-func (w *streamWriter) logEnd(ctx context.Context) {
+// counts as a slow close, unless the hub already closed the stream for
+// overflowing its queue (and counted it).
+func (w *streamWriter) logEnd(ctx context.Context, st *stream) {
 	switch {
+	case st.killed.Load():
+		w.s.log.Warn("ginsse: stream closed: client too slow", "channels", w.chans, "queue", w.s.opts.QueueSize)
 	case w.err == nil:
 	case errors.Is(w.err, os.ErrDeadlineExceeded):
 		// net/http cancels the request context after a failed write, so
-		// the deadline is checked first.
+		// the deadline is checked before the context.
 		w.s.hub.slow.Add(1)
 		w.s.log.Warn("ginsse: stream closed: client stopped reading", "channels", w.chans, "timeout", w.s.opts.WriteTimeout)
 	case ctx.Err() != nil:
