@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// config is one load: the same for every server measured.
+type config struct {
+	redis   string
+	streams int
+	events  int
+	rate    float64
+	stall   int
+}
+
+// Bounds of each phase.
+const (
+	startTimeout   = 20 * time.Second
+	connectTimeout = 120 * time.Second
+	drainTimeout   = 30 * time.Second
+	channel        = "bench"
+)
+
+// result is what one run of one server measured.
+type result struct {
+	Server           string  `json:"server"`
+	Run              int     `json:"run"`
+	Streams          int     `json:"streams"`
+	Connected        int     `json:"connected"`
+	ConnectSeconds   float64 `json:"connect_seconds"`
+	EventsSent       int     `json:"events_sent"`
+	SendRate         float64 `json:"send_rate"`
+	Expected         int64   `json:"deliveries_expected"`
+	Received         int64   `json:"deliveries_received"`
+	Lost             int64   `json:"lost"`
+	Duplicates       int64   `json:"duplicates"`
+	OutOfOrder       int64   `json:"out_of_order"`
+	P50ms            float64 `json:"p50_ms"`
+	P90ms            float64 `json:"p90_ms"`
+	P99ms            float64 `json:"p99_ms"`
+	MaxMs            float64 `json:"max_ms"`
+	DeliveriesPerSec float64 `json:"deliveries_per_second"`
+	RSSPerStreamKB   float64 `json:"rss_per_stream_kb"`
+	RedisConnections int     `json:"redis_connections"`
+	ServerRSSMB      float64 `json:"server_rss_mb"`
+}
+
+func (r result) line() string {
+	return fmt.Sprintf("%-9s run %d: %d/%d streams, %.0f deliveries/s, p50 %.1f ms p99 %.1f ms, lost %d, dup %d, %.1f KB/stream, %d redis conns",
+		r.Server, r.Run, r.Connected, r.Streams, r.DeliveriesPerSec, r.P50ms, r.P99ms, r.Lost, r.Duplicates, r.RSSPerStreamKB, r.RedisConnections)
+}
+
+// measure starts one server, loads it, and stops it.
+func measure(mode string, cfg config) (result, error) {
+	res := result{Server: mode, Streams: cfg.streams}
+	srv, addr, err := startServer(mode, cfg.redis)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	pid := srv.Process.Pid
+	base := rss(pid)
+
+	h := newHistogram()
+	clients := make([]*client, cfg.streams)
+	start := time.Now()
+	if err := connectAll(clients, addr, cfg, h); err != nil {
+		return res, err
+	}
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.conn.Close()
+			}
+		}
+	}()
+	res.ConnectSeconds = time.Since(start).Seconds()
+	for _, c := range clients {
+		if c != nil {
+			res.Connected++
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // let the server settle before reading its memory
+	res.ServerRSSMB = float64(rss(pid)) / (1 << 20)
+	res.RSSPerStreamKB = float64(rss(pid)-base) / 1024 / float64(max(res.Connected, 1))
+	res.RedisConnections = redisConnections(pid, cfg.redis)
+
+	sent, sendSecs, err := publish(addr, cfg)
+	if err != nil {
+		return res, err
+	}
+	res.EventsSent = sent
+	res.SendRate = float64(sent) / sendSecs
+	readers := res.Connected - cfg.stall
+	res.Expected = int64(readers) * int64(sent)
+	deadline := time.Now().Add(drainTimeout)
+	for time.Now().Before(deadline) && h.count.Load() < res.Expected {
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.Received = h.count.Load()
+	res.Lost = res.Expected - res.Received
+	for _, c := range clients {
+		if c != nil {
+			res.Duplicates += c.dups.Load()
+			res.OutOfOrder += c.disorder.Load()
+		}
+	}
+	res.Lost += res.Duplicates // a duplicate delivery was counted as received
+	span := time.Duration(h.last.Load() - h.first.Load())
+	if span > 0 {
+		res.DeliveriesPerSec = float64(res.Received) / span.Seconds()
+	}
+	res.P50ms, res.P90ms, res.P99ms, res.MaxMs = h.quantile(0.50), h.quantile(0.90), h.quantile(0.99), h.max()
+	return res, nil
+}
+
+// startServer runs this binary as the server and waits until it answers.
+func startServer(mode, redisAddr string) (*exec.Cmd, string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(self, "-serve", mode, "-listen", addr, "-redis", redisAddr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			return cmd, addr, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, "", errors.New("server did not start")
+}
+
+// client is one open stream, read by its own goroutine.
+type client struct {
+	conn     net.Conn
+	last     atomic.Int64
+	dups     atomic.Int64
+	disorder atomic.Int64
+	seen     []uint64
+}
+
+// connectAll opens the streams, spreading them over loopback source
+// addresses so that more than one address's ports are available.
+func connectAll(clients []*client, addr string, cfg config, h *histogram) error {
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
+	for i := range clients {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := dialStream(ctx, addr, i, cfg.events)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, &err)
+				return
+			}
+			clients[i] = c
+			if i < cfg.stall {
+				return // a stalled client never reads again
+			}
+			go c.read(h)
+		})
+	}
+	wg.Wait()
+	if err := firstErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+func dialStream(ctx context.Context, addr string, i, events int) (*client, error) {
+	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}
+	d := net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// HTTP/1.0, so the body comes unchunked.
+	fmt.Fprintf(conn, "GET /stream?channel=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", channel, addr)
+	br := bufio.NewReaderSize(conn, 4096)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 200 ") {
+		conn.Close()
+		return nil, fmt.Errorf("stream %d: %q %v", i, strings.TrimSpace(status), err)
+	}
+	for { // headers, then the first comment proves the stream is live
+		line, err := br.ReadString('\n')
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if strings.HasPrefix(line, ":") {
+			break
+		}
+	}
+	c := &client{conn: &bufConn{Conn: conn, r: br}, seen: make([]uint64, events/64+1)}
+	c.last.Store(-1)
+	return c, nil
+}
+
+// bufConn keeps the bytes already buffered while reading the headers.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// read parses "data: <seq> <unix nanoseconds>" lines until the stream ends.
+func (c *client) read(h *histogram) {
+	br := bufio.NewReaderSize(c.conn, 4096)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			return
+		}
+		rest, ok := strings.CutPrefix(string(line), "data: ")
+		if !ok {
+			continue
+		}
+		now := time.Now().UnixNano()
+		seqText, tsText, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		seq, err1 := strconv.Atoi(seqText)
+		ts, err2 := strconv.ParseInt(tsText, 10, 64)
+		if err1 != nil || err2 != nil || seq < 0 || seq/64 >= len(c.seen) {
+			continue
+		}
+		if c.seen[seq/64]&(1<<(seq%64)) != 0 {
+			c.dups.Add(1)
+			continue
+		}
+		c.seen[seq/64] |= 1 << (seq % 64)
+		if int64(seq) < c.last.Load() {
+			c.disorder.Add(1)
+		}
+		c.last.Store(int64(seq))
+		h.record(now, now-ts)
+	}
+}
+
+// publish sends the events at the configured pace through POST /send.
+func publish(addr string, cfg config) (int, float64, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	interval := time.Duration(float64(time.Second) / cfg.rate)
+	start := time.Now()
+	for i := range cfg.events {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		q := url.Values{"channel": {channel}, "data": {fmt.Sprintf("%d %d", i, time.Now().UnixNano())}}
+		resp, err := client.Post("http://"+addr+"/send?"+q.Encode(), "", nil)
+		if err != nil {
+			return i, time.Since(start).Seconds(), err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return i, time.Since(start).Seconds(), fmt.Errorf("send: %s", resp.Status)
+		}
+	}
+	return cfg.events, time.Since(start).Seconds(), nil
+}
+
+// rss is the resident memory of a process, in bytes.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// redisConnections counts the process's TCP connections to the Redis
+// port, from its file descriptors and the kernel's socket table.
+func redisConnections(pid int, redisAddr string) int {
+	_, port, _ := net.SplitHostPort(redisAddr)
+	p, _ := strconv.Atoi(port)
+	want := fmt.Sprintf(":%04X", p)
+	inodes := map[string]bool{}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	n := 0
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 9 && strings.HasSuffix(f[2], want) && inodes[f[9]] {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/ginsse/ginsse"
+	"github.com/redis/go-redis/v9"
+)
+
+// The three servers compared, behind the same routes: GET /stream?channel=
+// and POST /send?channel=&data=.
+const (
+	modeGinsse    = "ginsse"    // this library
+	modePerClient = "perclient" // the obvious port of Flask-SSE: one Redis subscription per stream
+	modeMemory    = "memory"    // no Redis at all: the ceiling
+)
+
+var modes = []string{modeGinsse, modePerClient, modeMemory}
+
+// serve runs one server until the process is killed.
+func serve(mode, listen, redisAddr string) error {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.GET("/ready", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	switch mode {
+	case modeGinsse:
+		s := ginsse.Register(r.Group("/stream"), ginsse.Options{Addr: redisAddr, QueueSize: 256})
+		defer s.Close()
+		r.POST("/send", s.Middleware(), func(c *gin.Context) {
+			if err := ginsse.Send(c, "", c.Query("data"), ginsse.Channel(c.Query("channel"))); err != nil {
+				c.String(http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			c.Status(http.StatusNoContent)
+		})
+	case modePerClient:
+		rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+		r.GET("/stream", perClientStream(rdb))
+		r.POST("/send", func(c *gin.Context) {
+			if err := rdb.Publish(c, c.Query("channel"), c.Query("data")).Err(); err != nil {
+				c.String(http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			c.Status(http.StatusNoContent)
+		})
+	case modeMemory:
+		b := &broadcaster{subs: map[string]map[chan []byte]bool{}}
+		r.GET("/stream", b.stream)
+		r.POST("/send", func(c *gin.Context) {
+			b.publish(c.Query("channel"), []byte("data: "+c.Query("data")+"\n\n"))
+			c.Status(http.StatusNoContent)
+		})
+	default:
+		return fmt.Errorf("unknown server %q", mode)
+	}
+	srv := &http.Server{Addr: listen, Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+// perClientStream is the handler most ports of Flask-SSE write: each
+// stream opens its own Redis subscription.
+func perClientStream(rdb *redis.Client) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		ps := rdb.Subscribe(ctx, c.Query("channel"))
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			c.String(http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		msgs := ps.Channel()
+		c.Header("Content-Type", "text/event-stream")
+		c.Header("Cache-Control", "no-cache")
+		c.Status(http.StatusOK)
+		_, _ = c.Writer.WriteString(": ok\n\n")
+		c.Writer.Flush()
+		c.Stream(func(w io.Writer) bool {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					return false
+				}
+				_, err := fmt.Fprintf(w, "data: %s\n\n", m.Payload)
+				return err == nil
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}
+}
+
+// broadcaster is an in-memory fan-out with no Redis: what one process can
+// do at best.
+type broadcaster struct {
+	mu   sync.RWMutex
+	subs map[string]map[chan []byte]bool
+}
+
+func (b *broadcaster) publish(channel string, frame []byte) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for ch := range b.subs[channel] {
+		select {
+		case ch <- frame:
+		default: // a slow client loses the frame
+		}
+	}
+}
+
+func (b *broadcaster) stream(c *gin.Context) {
+	channel := c.Query("channel")
+	ch := make(chan []byte, 256)
+	b.mu.Lock()
+	if b.subs[channel] == nil {
+		b.subs[channel] = map[chan []byte]bool{}
+	}
+	b.subs[channel][ch] = true
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.subs[channel], ch)
+		b.mu.Unlock()
+	}()
+	ctx := c.Request.Context()
+	c.Header("Content-Type", "text/event-stream")
+	c.Header("Cache-Control", "no-cache")
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.WriteString(": ok\n\n")
+	c.Writer.Flush()
+	c.Stream(func(w io.Writer) bool {
+		select {
+		case f := <-ch:
+			_, err := w.Write(f)
+			return err == nil
+		case <-ctx.Done():
+			return false
+		}
+	})
+}
