@@ -2,6 +2,8 @@ package ginsse
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,5 +66,21 @@ func BenchmarkPublish(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkStreamState measures what ginsse itself keeps for one open
+// stream: its queue, its place in the hub and its writer. The request's
+// goroutine and net/http's buffers are not ginsse's.
+func BenchmarkStreamState(b *testing.B) {
+	h := newHub()
+	s := &Sender{opts: Options{QueueSize: defaultQueueSize}}
+	b.ReportAllocs()
+	for b.Loop() {
+		st := newStream(s.opts.QueueSize, false)
+		h.add(st, []string{"sse"})
+		w := &streamWriter{s: s, rc: http.NewResponseController(nil), chans: []string{"sse"}}
+		step := func(out io.Writer) bool { return w.drain(context.Background(), out, st, nil) }
+		_ = step
 	}
 }
