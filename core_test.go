@@ -314,7 +314,7 @@ func TestServerWriteTimeoutDoesNotCutStreams(t *testing.T) {
 }
 
 func TestSlowClientIsClosedWithoutHoldingOthers(t *testing.T) {
-	ts := newTestServer(t, ginsse.Options{QueueSize: 4, WriteTimeout: 500 * time.Millisecond})
+	ts := newTestServer(t, ginsse.Options{QueueSize: 64, WriteTimeout: 500 * time.Millisecond})
 	conn, _, _ := rawStream(t, ts.URL+"/stream", ": ok")
 	defer conn.Close()
 	reader := openStream(t, ts.URL+"/stream")

@@ -108,15 +108,13 @@ redis.call(ARGV[5], ARGV[2], string.sub(ARGV[1], 1, -2) .. ',"id":"' .. id .. '"
 return id
 `)
 
-// publishHistory runs publishScript for one event.
-func (s *Sender) publishHistory(ctx context.Context, channel string, payload []byte) error {
+// historyArgs are publishScript's arguments for one event.
+func (s *Sender) historyArgs(channel string, payload []byte) []any {
 	cmd := "PUBLISH"
 	if s.opts.Sharded {
 		cmd = "SPUBLISH"
 	}
-	age := s.opts.HistoryAge.Milliseconds()
-	return publishScript.Run(ctx, s.client, []string{historyKey(channel)},
-		payload, channel, s.opts.History, age, cmd).Err()
+	return []any{payload, channel, s.opts.History, s.opts.HistoryAge.Milliseconds(), cmd}
 }
 
 // replayPage is how many history entries one round trip reads.

@@ -27,6 +27,7 @@ type Sender struct {
 	client     redis.UniversalClient
 	ownsClient bool
 	sub        subscriber
+	batch      *batcher
 	hub        *hub
 	beat       *clock
 	resync     *clock // fired when the subscription is back after losing Redis
@@ -69,6 +70,7 @@ func New(opts Options) (*Sender, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.sub = s.newSubscriber()
+	s.startBatcher()
 	if o.History > 0 {
 		s.resync = newClock()
 	}
@@ -161,23 +163,12 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	if err := s.publish(ctx, s.opts.Prefix+p.channel, payload); err != nil {
+	if err := s.batch.publish(ctx, s.opts.Prefix+p.channel, payload); err != nil {
 		s.publishErrors.Add(1)
 		return fmt.Errorf("%w: publish to %q: %w", ErrUnavailable, p.channel, err)
 	}
 	s.published.Add(1)
 	return nil
-}
-
-func (s *Sender) publish(ctx context.Context, channel string, payload []byte) error {
-	switch {
-	case s.opts.History > 0:
-		return s.publishHistory(ctx, channel, payload)
-	case s.opts.Sharded:
-		return s.client.SPublish(ctx, channel, payload).Err()
-	default:
-		return s.client.Publish(ctx, channel, payload).Err()
-	}
 }
 
 // payload is the JSON object Flask-SSE publishes on the Redis channel.

@@ -35,6 +35,8 @@ func main() {
 		stall     = flag.Int("stall", 0, "streams that stop reading after connecting")
 		jsonOut   = flag.String("json", "", "also write the results as JSON to this file")
 		chart     = flag.String("chart", "", "turn a JSON results file into an SVG chart on standard output")
+		publishN  = flag.Int("publish", 0, "instead of streaming, time this many publishes against redis-benchmark")
+		clients   = flag.Int("clients", 50, "concurrent publishers with -publish")
 	)
 	flag.Parse()
 	raiseFileLimit()
@@ -44,6 +46,8 @@ func main() {
 		err = serve(*serveMode, *listen, *redisAddr)
 	case *chart != "":
 		err = writeChart(*chart, os.Stdout)
+	case *publishN > 0:
+		err = publishBench(os.Stdout, *redisAddr, *publishN, *clients)
 	default:
 		cfg := config{redis: *redisAddr, streams: *streams, events: *events, rate: *rate, stall: *stall}
 		err = runAll(cfg, strings.Split(*servers, ","), *runs, *jsonOut)

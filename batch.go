@@ -1,0 +1,150 @@
+package ginsse
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Publishes from many goroutines are gathered into pipelines: while one
+// pipeline is on its way to Redis, the next collects what arrives, so the
+// rate grows with the number of publishers instead of being capped by the
+// pool's round trips.
+const (
+	maxPipeline     = 256
+	publishWorkers  = 2
+	publishQueueLen = 1024
+)
+
+type publishReq struct {
+	ctx     context.Context
+	channel string
+	payload []byte
+	done    chan error
+}
+
+var reqPool = sync.Pool{New: func() any { return &publishReq{done: make(chan error, 1)} }}
+
+// batcher owns the goroutines that send pipelines; they end at Close.
+type batcher struct {
+	s    *Sender
+	reqs chan *publishReq
+}
+
+func (s *Sender) startBatcher() {
+	b := &batcher{s: s, reqs: make(chan *publishReq, publishQueueLen)}
+	s.batch = b
+	for range publishWorkers {
+		s.wg.Add(1)
+		go b.run()
+	}
+}
+
+// publish hands one payload to the workers and waits for its result.
+func (b *batcher) publish(ctx context.Context, channel string, payload []byte) error {
+	r := reqPool.Get().(*publishReq)
+	r.ctx, r.channel, r.payload = ctx, channel, payload
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		reqPool.Put(r)
+		return ctx.Err()
+	case <-b.s.quit:
+		reqPool.Put(r)
+		return ErrClosed
+	}
+	// The worker always answers, so the request can be reused after.
+	err := <-r.done
+	r.ctx, r.payload = nil, nil
+	reqPool.Put(r)
+	return err
+}
+
+func (b *batcher) run() {
+	defer b.s.wg.Done()
+	batch := make([]*publishReq, 0, maxPipeline)
+	for {
+		select {
+		case <-b.s.quit:
+			b.fail()
+			return
+		case r := <-b.reqs:
+			batch = append(batch[:0], r)
+		}
+	gather:
+		for len(batch) < maxPipeline {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		b.send(batch)
+	}
+}
+
+// fail answers whatever is still queued once the Sender closes.
+func (b *batcher) fail() {
+	for {
+		select {
+		case r := <-b.reqs:
+			r.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// send runs one pipeline and answers each request with its own result.
+func (b *batcher) send(batch []*publishReq) {
+	s := b.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	cmds := b.pipeline(ctx, batch, false)
+	if s.opts.History > 0 && noScript(cmds) {
+		// Redis restarted and forgot the script: send it whole once.
+		cmds = b.pipeline(ctx, batch, true)
+	}
+	for i, r := range batch {
+		err := cmds[i].Err()
+		if r.ctx.Err() != nil && err != nil {
+			err = r.ctx.Err()
+		}
+		r.done <- err
+	}
+}
+
+func (b *batcher) pipeline(ctx context.Context, batch []*publishReq, eval bool) []redis.Cmder {
+	s := b.s
+	pipe := s.client.Pipeline()
+	for _, r := range batch {
+		switch {
+		case s.opts.History > 0:
+			keys := []string{historyKey(r.channel)}
+			args := s.historyArgs(r.channel, r.payload)
+			if eval {
+				publishScript.Eval(ctx, pipe, keys, args...)
+			} else {
+				publishScript.EvalSha(ctx, pipe, keys, args...)
+			}
+		case s.opts.Sharded:
+			pipe.SPublish(ctx, r.channel, r.payload)
+		default:
+			pipe.Publish(ctx, r.channel, r.payload)
+		}
+	}
+	cmds, _ := pipe.Exec(ctx)
+	return cmds
+}
+
+func noScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}
