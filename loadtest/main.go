@@ -33,6 +33,7 @@ func main() {
 		rate      = flag.Float64("rate", 50, "events per second")
 		runs      = flag.Int("runs", 1, "runs of each server; the report gives medians")
 		stall     = flag.Int("stall", 0, "streams that stop reading after connecting")
+		size      = flag.Int("size", 0, "bytes of padding in each event")
 		jsonOut   = flag.String("json", "", "also write the results as JSON to this file")
 		chart     = flag.String("chart", "", "turn a JSON results file into an SVG chart on standard output")
 		publishN  = flag.Int("publish", 0, "instead of streaming, time this many publishes against redis-benchmark")
@@ -49,7 +50,7 @@ func main() {
 	case *publishN > 0:
 		err = publishBench(os.Stdout, *redisAddr, *publishN, *clients)
 	default:
-		cfg := config{redis: *redisAddr, streams: *streams, events: *events, rate: *rate, stall: *stall}
+		cfg := config{redis: *redisAddr, streams: *streams, events: *events, rate: *rate, stall: *stall, size: *size}
 		err = runAll(cfg, strings.Split(*servers, ","), *runs, *jsonOut)
 	}
 	if err != nil {
@@ -92,10 +93,14 @@ func runAll(cfg config, servers []string, runs int, jsonOut string) error {
 	for run := 0; run < runs; run++ {
 		for _, mode := range servers {
 			res, err := measure(mode, cfg)
-			if err != nil {
-				return fmt.Errorf("%s: %w", mode, err)
-			}
 			res.Run = run + 1
+			if err != nil {
+				// A server that cannot hold the load is a result too.
+				res.Error = err.Error()
+				fmt.Fprintf(os.Stderr, "%-9s run %d: failed: %v\n", mode, res.Run, err)
+				all = append(all, res)
+				continue
+			}
 			fmt.Fprintln(os.Stderr, res.line())
 			all = append(all, res)
 		}

@@ -25,6 +25,7 @@ type config struct {
 	events  int
 	rate    float64
 	stall   int
+	size    int // bytes of padding in each event's data
 }
 
 // Bounds of each phase.
@@ -57,6 +58,7 @@ type result struct {
 	RSSPerStreamKB   float64 `json:"rss_per_stream_kb"`
 	RedisConnections int     `json:"redis_connections"`
 	ServerRSSMB      float64 `json:"server_rss_mb"`
+	Error            string  `json:"error,omitempty"`
 }
 
 func (r result) line() string {
@@ -112,6 +114,8 @@ func measure(mode string, cfg config) (result, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.Received = h.count.Load()
+	// The connections held once publishing has used the pool too.
+	res.RedisConnections = max(res.RedisConnections, redisConnections(pid, cfg.redis))
 	res.Lost = res.Expected - res.Received
 	for _, c := range clients {
 		if c != nil {
@@ -187,7 +191,12 @@ func connectAll(clients []*client, addr string, cfg config, h *histogram) error 
 			}
 			clients[i] = c
 			if i < cfg.stall {
-				return // a stalled client never reads again
+				// A stalled client never reads again, and keeps its
+				// receive window small so the server feels it soon.
+				if tc, ok := c.conn.(*bufConn).Conn.(*net.TCPConn); ok {
+					_ = tc.SetReadBuffer(4096)
+				}
+				return
 			}
 			go c.read(h)
 		})
@@ -254,6 +263,7 @@ func (c *client) read(h *histogram) {
 		}
 		now := time.Now().UnixNano()
 		seqText, tsText, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		tsText, _, _ = strings.Cut(tsText, " ")
 		seq, err1 := strconv.Atoi(seqText)
 		ts, err2 := strconv.ParseInt(tsText, 10, 64)
 		if err1 != nil || err2 != nil || seq < 0 || seq/64 >= len(c.seen) {
@@ -276,12 +286,13 @@ func (c *client) read(h *histogram) {
 func publish(addr string, cfg config) (int, float64, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	interval := time.Duration(float64(time.Second) / cfg.rate)
+	pad := strings.Repeat("x", cfg.size)
 	start := time.Now()
 	for i := range cfg.events {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
-		q := url.Values{"channel": {channel}, "data": {fmt.Sprintf("%d %d", i, time.Now().UnixNano())}}
+		q := url.Values{"channel": {channel}, "data": {fmt.Sprintf("%d %d %s", i, time.Now().UnixNano(), pad)}}
 		resp, err := client.Post("http://"+addr+"/send?"+q.Encode(), "", nil)
 		if err != nil {
 			return i, time.Since(start).Seconds(), err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -22,10 +23,11 @@ func median(rs []result, f func(result) float64) float64 {
 	return v[len(v)/2]
 }
 
+// byServer returns the runs of server that completed.
 func byServer(all []result, server string) []result {
 	var rs []result
 	for _, r := range all {
-		if r.Server == server {
+		if r.Server == server && r.Error == "" {
 			rs = append(rs, r)
 		}
 	}
@@ -40,6 +42,7 @@ func printTable(w io.Writer, all []result, servers []string) {
 	for _, s := range servers {
 		rs := byServer(all, s)
 		if len(rs) == 0 {
+			fmt.Fprintf(tw, "%s\tfailed\t\n", s)
 			continue
 		}
 		m := func(f func(result) float64) float64 { return median(rs, f) }
@@ -81,15 +84,20 @@ func printTable(w io.Writer, all []result, servers []string) {
 }
 
 // writeChart draws the median deliveries/s and p99 latency of each server
-// at each stream count found in a JSON results file, as an SVG bar chart.
-func writeChart(path string, w io.Writer) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
+// at each stream count found in JSON results files (comma separated), as
+// an SVG bar chart.
+func writeChart(paths string, w io.Writer) error {
 	var all []result
-	if err := json.Unmarshal(b, &all); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	for _, path := range strings.Split(paths, ",") {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var rs []result
+		if err := json.Unmarshal(b, &rs); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		all = append(all, rs...)
 	}
 	var counts []int
 	for _, r := range all {
