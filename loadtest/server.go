@@ -74,11 +74,7 @@ func perClientStream(rdb *redis.Client) gin.HandlerFunc {
 			return
 		}
 		msgs := ps.Channel()
-		c.Header("Content-Type", "text/event-stream")
-		c.Header("Cache-Control", "no-cache")
-		c.Status(http.StatusOK)
-		_, _ = c.Writer.WriteString(": ok\n\n")
-		c.Writer.Flush()
+		startStream(c)
 		c.Stream(func(w io.Writer) bool {
 			select {
 			case m, ok := <-msgs:
@@ -92,6 +88,16 @@ func perClientStream(rdb *redis.Client) gin.HandlerFunc {
 			}
 		})
 	}
+}
+
+// startStream answers 200 with the stream's headers and a first comment,
+// as ginsse does, so every server is timed from the same point.
+func startStream(c *gin.Context) {
+	c.Header("Content-Type", "text/event-stream")
+	c.Header("Cache-Control", "no-cache")
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.WriteString(": ok\n\n")
+	c.Writer.Flush()
 }
 
 // broadcaster is an in-memory fan-out with no Redis: what one process can
@@ -127,11 +133,7 @@ func (b *broadcaster) stream(c *gin.Context) {
 		b.mu.Unlock()
 	}()
 	ctx := c.Request.Context()
-	c.Header("Content-Type", "text/event-stream")
-	c.Header("Cache-Control", "no-cache")
-	c.Status(http.StatusOK)
-	_, _ = c.Writer.WriteString(": ok\n\n")
-	c.Writer.Flush()
+	startStream(c)
 	c.Stream(func(w io.Writer) bool {
 		select {
 		case f := <-ch:
