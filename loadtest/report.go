@@ -142,6 +142,7 @@ func writeChart(paths string, w io.Writer) error {
 				x := x0 + gi*groupW + mi*barW
 				y := height - 40 - h
 				fmt.Fprintf(w, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s, %d streams: %.1f</title></rect>`+"\n", x, y, barW-2, h, colors[mode], mode, n, v)
+				fmt.Fprintf(w, `<text x="%d" y="%d" font-size="9" text-anchor="middle">%s</text>`+"\n", x+barW/2, y-3, short(v))
 			}
 			fmt.Fprintf(w, `<text x="%d" y="%d">%d streams</text>`+"\n", x0+gi*groupW, height-22, n)
 		}
@@ -152,4 +153,12 @@ func writeChart(paths string, w io.Writer) error {
 	}
 	fmt.Fprintln(w, "</svg>")
 	return nil
+}
+
+// short prints a bar's value in a few characters: 219632 as 220k.
+func short(v float64) string {
+	if v >= 10000 {
+		return fmt.Sprintf("%.0fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
 }
