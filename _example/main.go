@@ -5,6 +5,9 @@
 //	go run ./_example                      # embedded Redis, history on
 //	go run ./_example -redis redis://localhost:6379/0
 //	go run ./_example -redis-cluster 127.0.0.1:7000,127.0.0.1:7001
+//
+// Routes: GET / (the page), GET /stream?channel=NAME, POST /send and
+// GET /metrics (Prometheus).
 package main
 
 import (
@@ -28,6 +31,10 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/ginsse/ginsse"
+	"github.com/ginsse/ginsse/ginsseprom"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -152,6 +159,9 @@ func newRouter(sender *ginsse.Sender, adminToken string) *gin.Engine {
 	})
 	sender.Mount(r.Group("/stream", guardFirehose(adminToken)))
 	r.POST("/send", sender.Middleware(), send)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(ginsseprom.NewCollector(sender), collectors.NewGoCollector())
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
 	return r
 }
 

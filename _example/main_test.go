@@ -164,3 +164,18 @@ func TestFlags(t *testing.T) {
 	_, err = parseFlags([]string{"-redis", "redis://x", "-redis-cluster", "a:1"}, io.Discard)
 	assert.Error(t, err)
 }
+
+func TestMetrics(t *testing.T) {
+	srv, _ := newDemo(t, 0)
+	resp, br := stream(t, srv.URL+"/stream", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	readUntil(t, br, ": ok")
+	status, _ := post(t, srv, url.Values{"data": {"x"}})
+	require.Equal(t, http.StatusAccepted, status)
+	m, err := http.Get(srv.URL + "/metrics")
+	require.NoError(t, err)
+	defer m.Body.Close()
+	body, _ := io.ReadAll(m.Body)
+	assert.Contains(t, string(body), "ginsse_open_streams 1")
+	assert.Contains(t, string(body), "ginsse_events_published_total 1")
+}

@@ -1,0 +1,59 @@
+// Package ginsseprom exports a ginsse Sender's figures to Prometheus. It
+// lives apart so that the ginsse package itself does not import
+// Prometheus.
+//
+//	registry.MustRegister(ginsseprom.NewCollector(events))
+//	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
+package ginsseprom
+
+import (
+	"github.com/ginsse/ginsse"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector is a prometheus.Collector for one Sender. Every scrape reads
+// Sender.Stats, which costs a few atomic loads and one read lock.
+type Collector struct {
+	s       *ginsse.Sender
+	metrics []metric
+}
+
+type metric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(ginsse.Stats) float64
+}
+
+// NewCollector returns a Collector for s. Its metric names start with
+// "ginsse_".
+func NewCollector(s *ginsse.Sender) *Collector {
+	m := func(name, help string, kind prometheus.ValueType, value func(ginsse.Stats) float64) metric {
+		return metric{prometheus.NewDesc("ginsse_"+name, help, nil, nil), kind, value}
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	return &Collector{s: s, metrics: []metric{
+		m("open_streams", "Streams open now.", gauge, func(st ginsse.Stats) float64 { return float64(st.Streams) }),
+		m("subscribed_channels", "Redis channels subscribed now.", gauge, func(st ginsse.Stats) float64 { return float64(st.Channels) }),
+		m("events_published_total", "Events published by this Sender.", counter, func(st ginsse.Stats) float64 { return float64(st.Published) }),
+		m("publish_errors_total", "Publishes that failed.", counter, func(st ginsse.Stats) float64 { return float64(st.PublishErrors) }),
+		m("frames_delivered_total", "Frames written to clients.", counter, func(st ginsse.Stats) float64 { return float64(st.Delivered) }),
+		m("slow_closes_total", "Streams closed because their client could not keep up.", counter, func(st ginsse.Stats) float64 { return float64(st.SlowCloses) }),
+		m("redis_reconnects_total", "Times the subscription came back after losing Redis.", counter, func(st ginsse.Stats) float64 { return float64(st.Reconnects) }),
+		m("replayed_events_total", "Events sent from history to resuming streams.", counter, func(st ginsse.Stats) float64 { return float64(st.Replayed) }),
+	}}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	for _, m := range c.metrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
+	}
+}
