@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests drive the demo page in headless Chromium. Without a
+// chromium binary they skip, unless GINSSE_REQUIRE_BROWSER is set (CI sets
+// it), in which case they fail.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		msg := "chromium not found: install it (apt-get install chromium) to run the browser tests"
+		if os.Getenv("GINSSE_REQUIRE_BROWSER") != "" {
+			t.Fatal(msg + " (GINSSE_REQUIRE_BROWSER is set)")
+		}
+		t.Skip(msg)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// waitJS waits until the page's expression is true.
+func waitJS(t *testing.T, ctx context.Context, expr string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second)))
+	require.NoError(t, err, "waiting for %s", expr)
+}
+
+func navigate(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Navigate(url))
+	require.NoError(t, err)
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
+	require.NoError(t, err, "evaluating %s", expr)
+	return v
+}
+
+// shown is the page's list of event data, oldest first.
+const shown = `[...document.querySelectorAll('#events li pre')].map(p => p.textContent).reverse()`
+
+func TestBrowserShowsEvents(t *testing.T) {
+	ctx := browser(t)
+	ex := startExample(t)
+	navigate(t, ctx, ex.url())
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
+	// A listener for a named type, as an application adds one.
+	eval[bool](t, ctx, `window.got = []; source.addEventListener('greeting', e => got.push(e.data)); true`)
+
+	ex.send(t, url.Values{"data": {"plain hello"}})
+	waitJS(t, ctx, shown+`.includes('plain hello')`)
+
+	ex.send(t, url.Values{"event": {"greeting"}, "data": {"line 1\nline 2\n\nline 4"}})
+	waitJS(t, ctx, `got.length === 1`)
+	got := eval[[]string](t, ctx, `got`)
+	assert.Equal(t, []string{"line 1\nline 2\n\nline 4"}, got, "a multi-line payload arrives intact")
+}
+
+func TestBrowserGuardedChannel(t *testing.T) {
+	ctx := browser(t)
+	ex := startExample(t)
+	navigate(t, ctx, ex.url())
+	open := `new Promise(done => { const es = new EventSource('/stream?channel=firehose');
+		es.onopen = () => { es.close(); done('open'); };
+		es.onerror = () => { if (es.readyState === EventSource.CLOSED) done('refused'); }; })`
+	eval[bool](t, ctx, `document.cookie = 'token=; path=/'; true`)
+	assert.Equal(t, "refused", eval[string](t, ctx, open, awaitPromise), "no token: the browser is refused")
+	eval[bool](t, ctx, `document.cookie = 'token=letmein; path=/'; true`)
+	assert.Equal(t, "open", eval[string](t, ctx, open, awaitPromise), "the token cookie lets it in")
+}
+
+// A browser reconnects by itself after the server restarts, and with
+// history on shows the events sent while it was away, exactly once.
+func TestBrowserReconnectsAfterRestart(t *testing.T) {
+	ctx := browser(t)
+	redisURL := "redis://" + startRedisServer(t) + "/0"
+	ex := startExample(t, "-redis", redisURL, "-history", "1000")
+	navigate(t, ctx, ex.url())
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
+	ex.send(t, url.Values{"data": {"before restart"}})
+	waitJS(t, ctx, shown+`.includes('before restart')`)
+
+	ex.stop()
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'reconnecting'`)
+	ex.start(t)
+	for i := range 3 {
+		ex.send(t, url.Values{"data": {"while away " + strconv.Itoa(i)}})
+	}
+	waitJS(t, ctx, shown+`.includes('while away 2')`)
+	ex.send(t, url.Values{"data": {"after"}})
+	waitJS(t, ctx, shown+`.includes('after')`)
+	list := eval[[]string](t, ctx, shown)
+	assert.Equal(t, []string{"before restart", "while away 0", "while away 1", "while away 2", "after"}, list)
+}
+
+// example is the demo server running as its own process.
+type example struct {
+	bin, addr string
+	args      []string
+	cmd       *exec.Cmd
+}
+
+var (
+	buildOnce sync.Once
+	built     string
+	buildErr  error
+)
+
+// startExample builds the demo once and starts it on a free port with
+// args; it stops with the test.
+func startExample(t *testing.T, args ...string) *example {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ginsse-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = filepath.Join(dir, "example")
+		out, err := exec.Command("go", "build", "-o", built, "../_example").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("%w: %s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	ex := &example{bin: built, addr: freeAddr(t), args: args}
+	ex.start(t)
+	t.Cleanup(ex.stop)
+	return ex
+}
+
+func (ex *example) url() string { return "http://" + ex.addr + "/" }
+
+func (ex *example) start(t *testing.T) {
+	t.Helper()
+	ex.cmd = exec.Command(ex.bin, append([]string{"-addr", ex.addr}, ex.args...)...)
+	require.NoError(t, ex.cmd.Start())
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + ex.addr + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the example did not start")
+}
+
+// stop ends the example as SIGTERM does, gracefully.
+func (ex *example) stop() {
+	if ex.cmd != nil {
+		_ = ex.cmd.Process.Signal(syscall.SIGTERM)
+		_ = ex.cmd.Wait()
+		ex.cmd = nil
+	}
+}
+
+func (ex *example) send(t *testing.T, form url.Values) {
+	t.Helper()
+	resp, err := http.PostForm("http://"+ex.addr+"/send", form)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+}
+
+func awaitPromise(p *runtime.EvaluateParams) {
+	yes := true
+	p.AwaitPromise = &yes
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startRedisServer runs a redis-server for the test on a free port.
+func startRedisServer(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("GINSSE_REQUIRE_REDIS") != "" {
+			t.Fatal("redis-server not found (GINSSE_REQUIRE_REDIS is set)")
+		}
+		t.Skip("redis-server not found: install it (apt-get install redis-server) to run this test")
+	}
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(path, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	return addr
+}
