@@ -48,7 +48,27 @@
 //
 // When Redis goes away, Send fails fast with ErrUnavailable, open streams
 // stay open, and the subscription comes back by itself, resubscribing
-// every channel. Events published while it was down are not replayed.
+// every channel. Concurrent publishes are gathered into pipelines.
+//
+// # Reliable delivery
+//
+// With Options.History, each channel keeps its last events in a Redis
+// Stream, written together with the publish by one Lua script, and every
+// event's id is its position there. A browser that reconnects sends its
+// Last-Event-ID and receives every retained event after it, then the live
+// ones, with no gap and no duplicate: the stream subscribes first, replays,
+// and skips live events the replay already sent. A stream of several
+// channels gets one id holding a position per channel. A stream that falls
+// behind catches up from the history instead of being closed, and open
+// streams replay what was published while the subscription was down. An
+// id older than the history sends a "ginsse-gap" event first.
+//
+// On a Redis Cluster, Options.Sharded uses sharded pub/sub with one
+// subscription connection per shard, following slot moves.
+//
+// Sender.Stats reports open streams, channels, publishes, deliveries,
+// slow closes, reconnects and replays; package ginsseprom exports them to
+// Prometheus. All of a Sender's methods are safe for concurrent use.
 //
 // Messages on the Redis channel are the JSON object Flask-SSE publishes,
 // {"data": ..., "type": ..., "id": ..., "retry": ...}, so Python and Go

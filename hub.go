@@ -27,8 +27,9 @@ type hub struct {
 	mu      sync.RWMutex
 	topics  map[string]*topic // by Redis channel name
 	pending map[string]int    // SUBSCRIBEs sent and not yet confirmed, by name
-	streams int
-	slow    atomic.Int64 // streams closed for falling behind
+	// Counts for Stats, kept as atomics so reading them takes no lock.
+	streams, channels atomic.Int64
+	slow              atomic.Int64 // streams closed for falling behind
 }
 
 // topic is the set of local streams on one Redis channel.
@@ -55,7 +56,7 @@ func newHub() *hub {
 func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.streams++
+	h.streams.Add(1)
 	st.members = make([]member, len(names))
 	for i, name := range names {
 		t := h.topics[name]
@@ -68,6 +69,7 @@ func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 		*m = member{st: st, t: t, idx: len(t.subs)}
 		t.subs = append(t.subs, m)
 	}
+	h.channels.Store(int64(len(h.topics)))
 	return fresh
 }
 
@@ -76,7 +78,7 @@ func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 func (h *hub) remove(st *stream) (empty []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.streams--
+	h.streams.Add(-1)
 	for i := range st.members {
 		m := &st.members[i]
 		t := m.t
@@ -91,6 +93,7 @@ func (h *hub) remove(st *stream) (empty []string) {
 		}
 	}
 	st.members = nil
+	h.channels.Store(int64(len(h.topics)))
 	return empty
 }
 
@@ -176,9 +179,7 @@ func (h *hub) publish(name string, f *frame) {
 
 // counts returns the open streams and subscribed channels.
 func (h *hub) counts() (streams, channels int) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.streams, len(h.topics)
+	return int(h.streams.Load()), int(h.channels.Load())
 }
 
 // stream is the per-client state the hub knows about: a bounded queue of
