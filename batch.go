@@ -55,11 +55,16 @@ func (b *batcher) publish(ctx context.Context, channel string, payload []byte) e
 		reqPool.Put(r)
 		return ErrClosed
 	}
-	// The worker always answers, so the request can be reused after.
-	err := <-r.done
-	r.ctx, r.payload = nil, nil
-	reqPool.Put(r)
-	return err
+	select {
+	case err := <-r.done:
+		r.ctx, r.payload = nil, nil
+		reqPool.Put(r)
+		return err
+	case <-b.s.quit:
+		// The workers may be gone. A worker may also still answer r, so
+		// r is left to the garbage collector, not reused.
+		return ErrClosed
+	}
 }
 
 func (b *batcher) run() {

@@ -182,6 +182,9 @@ type shards struct {
 func (sh *shards) subscribe(ctx context.Context, names []string) error {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if sh.s.closed() {
+		return ErrClosed // close has run or waits for the lock: start nothing
+	}
 	for _, name := range names {
 		node, err := sh.cc.MasterForKey(ctx, name)
 		if err != nil {
