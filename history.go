@@ -22,6 +22,7 @@ func (p position) less(q position) bool {
 	return p.ms < q.ms || (p.ms == q.ms && p.seq < q.seq)
 }
 
+// String returns the position as Redis writes an entry ID.
 func (p position) String() string {
 	return string(p.append(nil))
 }
