@@ -2,6 +2,7 @@ package ginsse
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 
@@ -113,6 +114,11 @@ func (b *batcher) send(batch []*publishReq) {
 		// Redis restarted and forgot the script: send it whole once.
 		cmds = b.pipeline(ctx, batch, true)
 	}
+	if cc, ok := s.client.(*redis.ClusterClient); ok && failedToReach(cmds) {
+		// go-redis does not reload the slots after a pipeline to a dead
+		// master fails; after a failover it would keep dialling it.
+		cc.ReloadState(ctx)
+	}
 	for i, r := range batch {
 		err := cmds[i].Err()
 		if r.ctx.Err() != nil && err != nil {
@@ -148,6 +154,18 @@ func (b *batcher) pipeline(ctx context.Context, batch []*publishReq, eval bool) 
 func noScript(cmds []redis.Cmder) bool {
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}
+
+// failedToReach reports whether a command failed without a reply from
+// Redis: a network error or a timeout rather than an error reply.
+func failedToReach(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		var rerr redis.Error
+		if err := c.Err(); err != nil && !errors.As(err, &rerr) && !errors.Is(err, redis.Nil) {
 			return true
 		}
 	}

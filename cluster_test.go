@@ -2,6 +2,7 @@ package ginsse_test
 
 import (
 	"context"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -14,14 +15,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// startCluster starts a Redis Cluster of three masters on loopback ports
-// and returns their addresses; the processes end with the test.
-func startCluster(t testing.TB) []string {
+// cluster is a Redis Cluster of three masters, each with replicas
+// replicas, on loopback ports; its processes end with the test.
+type cluster struct {
+	addrs []string             // every node
+	procs map[string]*exec.Cmd // by address
+}
+
+// startCluster starts a cluster and waits until it serves every slot.
+func startCluster(t testing.TB, replicas int) *cluster {
 	t.Helper()
 	server := needBinary(t, "redis-server")
 	cli := needBinary(t, "redis-cli")
-	var addrs []string
-	for range 3 {
+	cl := &cluster{procs: map[string]*exec.Cmd{}}
+	for range 3 * (1 + replicas) {
 		port := strconv.Itoa(freePort(t))
 		dir := t.TempDir()
 		cmd := exec.Command(server, "--port", port, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
@@ -31,30 +38,48 @@ func startCluster(t testing.TB) []string {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		addr := "127.0.0.1:" + port
 		waitPing(t, addr)
-		addrs = append(addrs, addr)
+		cl.addrs = append(cl.addrs, addr)
+		cl.procs[addr] = cmd
 	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args := append([]string{"--cluster", "create"}, cl.addrs...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	for _, addr := range addrs {
+	for _, addr := range cl.addrs {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		require.Eventually(t, func() bool {
 			info, err := c.ClusterInfo(context.Background()).Result()
-			return err == nil && strings.Contains(info, "cluster_state:ok")
-		}, 20*time.Second, 50*time.Millisecond, "cluster on %s not ready", addr)
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				return false
+			}
+			// A replica can take over only once it has synced.
+			repl, err := c.Info(context.Background(), "replication").Result()
+			return err == nil && (strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up"))
+		}, 30*time.Second, 50*time.Millisecond, "cluster on %s not ready", addr)
 		c.Close()
 	}
-	return addrs
+	return cl
+}
+
+// kill ends one node at once, as a crash does.
+func (cl *cluster) kill(addr string) {
+	if cmd := cl.procs[addr]; cmd != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		delete(cl.procs, addr)
+	}
+}
+
+func (cl *cluster) client(t testing.TB) *redis.ClusterClient {
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.addrs})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestRealClusterShardedDeliveryAndResume(t *testing.T) {
-	addrs := startCluster(t)
-	newClient := func() *redis.ClusterClient {
-		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	cl := startCluster(t, 0)
+	addrs := cl.addrs
+	newClient := func() *redis.ClusterClient { return cl.client(t) }
 	opts := func() ginsse.Options {
 		return ginsse.Options{Client: newClient(), Sharded: true, History: 100}
 	}
@@ -170,9 +195,9 @@ func moveSlot(t testing.TB, addrs []string, key, dst string) {
 }
 
 func TestRealClusterShardedFollowsSlotMove(t *testing.T) {
-	addrs := startCluster(t)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	t.Cleanup(func() { client.Close() })
+	cl := startCluster(t, 0)
+	addrs := cl.addrs
+	client := cl.client(t)
 	ts := newTestServer(t, ginsse.Options{Client: client, Sharded: true, History: 100})
 	c := openStream(t, ts.URL+"/stream?channel=alpha")
 	ts.publish(t, "", "before", ginsse.Channel("alpha"))
@@ -190,4 +215,46 @@ func TestRealClusterShardedFollowsSlotMove(t *testing.T) {
 		"the Sender subscribes alpha on its new shard")
 	ts.publish(t, "", "after", ginsse.Channel("alpha"))
 	assert.Equal(t, "after", c.next(t).Data)
+}
+
+// When the master of a channel's shard dies, its replica takes over; the
+// Sender subscribes there, and the open stream gets what was published,
+// from the history where the subscription missed it.
+func TestRealClusterShardedFollowsFailover(t *testing.T) {
+	cl := startCluster(t, 1)
+	client := cl.client(t)
+	ts := newTestServer(t, ginsse.Options{Client: client, Sharded: true, History: 100, Timeout: time.Second})
+	c := openStream(t, ts.URL+"/stream?channel=alpha")
+	ts.publish(t, "", "before", ginsse.Channel("alpha"))
+	require.Equal(t, "before", c.next(t).Data)
+
+	node, err := client.MasterForKey(context.Background(), "alpha")
+	require.NoError(t, err)
+	cl.kill(node.Options().Addr)
+	require.Eventually(t, func() bool {
+		return ts.Sender.Publish(context.Background(), "", "after", ginsse.Channel("alpha")) == nil
+	}, 30*time.Second, 200*time.Millisecond, "publishing works again once the replica took over")
+	// The stream may end while its shard is down; like a browser, the
+	// client then reconnects with its Last-Event-ID.
+	url := ts.URL + "/stream?channel=alpha"
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case e, ok := <-c.events:
+			if !ok {
+				id := c.lastEventID()
+				var status int
+				for c, status = dialStream(t, url, http.Header{"Last-Event-ID": {id}}); status != http.StatusOK; c, status = dialStream(t, url, http.Header{"Last-Event-ID": {id}}) {
+					time.Sleep(200 * time.Millisecond) // a browser's reconnection delay
+				}
+				continue
+			}
+			require.NotEqual(t, "ginsse-gap", e.Type, "the replica kept the history")
+			if e.Data == "after" {
+				return
+			}
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	t.Fatal("the event published after the failover never arrived")
 }
