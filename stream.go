@@ -107,13 +107,20 @@ type streamWriter struct {
 	chans []string
 	cur   *cursor // nil with history off
 	err   error
+	// extended is when the write deadline was last moved.
+	extended time.Time
 }
 
 func (w *streamWriter) write(out io.Writer, b []byte) bool {
 	if d := w.s.opts.WriteTimeout; d > 0 {
-		// Not every ResponseWriter supports deadlines; streaming works
-		// without one.
-		_ = w.rc.SetWriteDeadline(time.Now().Add(d))
+		// Moving a deadline resets a runtime timer, so it moves once per
+		// eighth of the timeout rather than on every write: a write gets
+		// between 7/8 of WriteTimeout and all of it. Not every
+		// ResponseWriter supports deadlines; streaming works without one.
+		if now := time.Now(); now.Sub(w.extended) >= d/8 {
+			_ = w.rc.SetWriteDeadline(now.Add(d))
+			w.extended = now
+		}
 	}
 	if _, err := out.Write(b); err != nil {
 		w.err = err
