@@ -282,28 +282,59 @@ func (c *client) read(h *histogram) {
 	}
 }
 
-// publish sends the events at the configured pace through POST /send.
+// publish offers the events at the configured pace through POST /send.
+// The requests are pipelined on one HTTP/1.1 connection: each leaves at
+// its time whether or not the server has answered the one before, so a
+// slow server cannot slow the offered rate (the server still handles them
+// one after another, in order). It returns the events sent and the
+// seconds until the last answer.
 func publish(addr string, cfg config) (int, float64, error) {
-	client := &http.Client{Timeout: 10 * time.Second}
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	// Every phase is bounded: the answers must all be in by then.
+	bound := time.Duration(float64(cfg.events)/cfg.rate*float64(time.Second)) + drainTimeout
+	_ = conn.SetDeadline(time.Now().Add(bound))
+	answered := make(chan error, 1)
+	go func() { answered <- readAnswers(bufio.NewReader(conn), cfg.events) }()
+
 	interval := time.Duration(float64(time.Second) / cfg.rate)
 	pad := strings.Repeat("x", cfg.size)
 	start := time.Now()
+	var req []byte
 	for i := range cfg.events {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
 		q := url.Values{"channel": {channel}, "data": {fmt.Sprintf("%d %d %s", i, time.Now().UnixNano(), pad)}}
-		resp, err := client.Post("http://"+addr+"/send?"+q.Encode(), "", nil)
+		req = fmt.Appendf(req[:0], "POST /send?%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", q.Encode(), addr)
+		if _, err := conn.Write(req); err != nil {
+			return i, time.Since(start).Seconds(), fmt.Errorf("send: %w", err)
+		}
+	}
+	if err := <-answered; err != nil {
+		return cfg.events, time.Since(start).Seconds(), err
+	}
+	return cfg.events, time.Since(start).Seconds(), nil
+}
+
+// readAnswers reads n answers to pipelined sends and fails on the first
+// that is not 2xx.
+func readAnswers(br *bufio.Reader, n int) error {
+	for i := range n {
+		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			return i, time.Since(start).Seconds(), err
+			return fmt.Errorf("send %d: %w", i, err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
-			return i, time.Since(start).Seconds(), fmt.Errorf("send: %s", resp.Status)
+			return fmt.Errorf("send %d: %s", i, resp.Status)
 		}
 	}
-	return cfg.events, time.Since(start).Seconds(), nil
+	return nil
 }
 
 // rss is the resident memory of a process, in bytes.
