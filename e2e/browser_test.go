@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -107,11 +109,14 @@ func TestBrowserGuardedChannel(t *testing.T) {
 }
 
 // A browser reconnects by itself after the server restarts, and with
-// history on shows the events sent while it was away, exactly once.
+// history on shows the events sent while it was away, exactly once. A
+// second replica on the same Redis takes those sends, so they are sure to
+// happen while the browser has no stream.
 func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	ctx := browser(t)
 	redisURL := "redis://" + startRedisServer(t) + "/0"
 	ex := startExample(t, "-redis", redisURL, "-history", "1000")
+	replica := startExample(t, "-redis", redisURL, "-history", "1000")
 	navigate(t, ctx, ex.url())
 	waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
 	ex.send(t, url.Values{"data": {"before restart"}})
@@ -119,15 +124,43 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 
 	ex.stop()
 	waitJS(t, ctx, `document.getElementById('state').textContent === 'reconnecting'`)
-	ex.start(t)
 	for i := range 3 {
-		ex.send(t, url.Values{"data": {"while away " + strconv.Itoa(i)}})
+		replica.send(t, url.Values{"data": {"while away " + strconv.Itoa(i)}})
 	}
+	ex.start(t)
 	waitJS(t, ctx, shown+`.includes('while away 2')`)
 	ex.send(t, url.Values{"data": {"after"}})
 	waitJS(t, ctx, shown+`.includes('after')`)
 	list := eval[[]string](t, ctx, shown)
 	assert.Equal(t, []string{"before restart", "while away 0", "while away 1", "while away 2", "after"}, list)
+	assert.Equal(t, 3.0, ex.metric(t, "ginsse_replayed_events_total"), "the missed events came from the history")
+	marked := eval[[]string](t, ctx, `[...document.querySelectorAll('#events li.replayed pre')].map(p => p.textContent).reverse()`)
+	// The page marks what arrives in the first moments after a reconnect,
+	// which may include a live event sent right after.
+	assert.Subset(t, marked, []string{"while away 0", "while away 1", "while away 2"}, "the page marks replayed events")
+	assert.NotContains(t, marked, "before restart")
+}
+
+// The page's Disconnect and Connect make a new EventSource, which sends no
+// Last-Event-ID of its own: the page passes the last id it saw, so the
+// events sent meanwhile still arrive.
+func TestBrowserConnectAgainResumes(t *testing.T) {
+	ctx := browser(t)
+	ex := startExample(t)
+	navigate(t, ctx, ex.url())
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
+	ex.send(t, url.Values{"data": {"first"}})
+	waitJS(t, ctx, shown+`.includes('first')`)
+
+	eval[bool](t, ctx, `document.getElementById('disconnect').click(); true`)
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'closed'`)
+	ex.send(t, url.Values{"data": {"missed 0"}})
+	ex.send(t, url.Values{"data": {"missed 1"}})
+	eval[bool](t, ctx, `document.getElementById('connect').click(); true`)
+	waitJS(t, ctx, shown+`.includes('missed 1')`)
+	ex.send(t, url.Values{"data": {"live"}})
+	waitJS(t, ctx, shown+`.includes('live')`)
+	assert.Equal(t, []string{"first", "missed 0", "missed 1", "live"}, eval[[]string](t, ctx, shown))
 }
 
 // example is the demo server running as its own process.
@@ -196,6 +229,25 @@ func (ex *example) send(t *testing.T, form url.Values) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+}
+
+// metric reads one unlabelled figure from the example's GET /metrics.
+func (ex *example) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + ex.addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err, line)
+			return f
+		}
+	}
+	t.Fatalf("no metric %s in /metrics", name)
+	return 0
 }
 
 func awaitPromise(p *runtime.EvaluateParams) {
