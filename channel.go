@@ -61,17 +61,18 @@ func (s *Sender) parseChannels(c *gin.Context) ([]string, error) {
 	if len(values) == 0 {
 		return []string{s.opts.DefaultChannel}, nil
 	}
-	if len(values) > s.opts.MaxChannels {
-		return nil, fmt.Errorf("%w: %d channels named, at most %d allowed", ErrInvalidChannel, len(values), s.opts.MaxChannels)
-	}
-	chans := make([]string, 0, len(values))
+	chans := make([]string, 0, min(len(values), s.opts.MaxChannels))
 	for _, v := range values {
 		if err := validateChannel(v); err != nil {
 			return nil, err
 		}
-		if !slices.Contains(chans, v) {
-			chans = append(chans, v)
+		if slices.Contains(chans, v) {
+			continue // duplicates collapse, and do not count against the cap
 		}
+		if len(chans) == s.opts.MaxChannels {
+			return nil, fmt.Errorf("%w: more than %d channels named", ErrInvalidChannel, s.opts.MaxChannels)
+		}
+		chans = append(chans, v)
 	}
 	slices.Sort(chans) // the order of the positions in a Last-Event-ID
 	return chans, nil

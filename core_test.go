@@ -70,10 +70,12 @@ func TestInvalidChannelsAnswer400BeforeSubscribing(t *testing.T) {
 	}
 	status, msg := get(t, ts.URL+"/stream?"+strings.Join(q, "&"))
 	assert.Equal(t, http.StatusBadRequest, status)
-	assert.Contains(t, msg, "at most 16")
+	assert.Contains(t, msg, "more than 16")
 	assert.Empty(t, ts.Redis.PubSubChannels(""), "nothing was subscribed")
 	assert.Zero(t, ts.Sender.Stats().Streams)
 	openStream(t, ts.URL+"/stream?"+strings.Join(q[:16], "&"))
+	// Duplicates collapse before the cap counts them.
+	openStream(t, ts.URL+"/stream?"+strings.Join(append(q[:16:16], q[:16]...), "&"))
 }
 
 func TestMultiChannelStreamAndDuplicates(t *testing.T) {

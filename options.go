@@ -47,8 +47,8 @@ type Options struct {
 	// publishes to, when none is named. Default "sse".
 	DefaultChannel string
 
-	// MaxChannels caps how many channels one stream may name; a request
-	// naming more answers 400. Default 16.
+	// MaxChannels caps how many distinct channels one stream may name; a
+	// request naming more answers 400. Default 16.
 	MaxChannels int
 
 	// Heartbeat is how often every open stream receives a comment line, so
