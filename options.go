@@ -61,9 +61,10 @@ type Options struct {
 	// never holds the others up. Default 128.
 	QueueSize int
 
-	// WriteTimeout bounds each write to a client. The deadline is extended
-	// before every write, so streams outlive an http.Server WriteTimeout,
-	// and a client that stops reading is dropped once it passes. Default
+	// WriteTimeout bounds each write to a client. The deadline keeps
+	// moving as the stream writes, so streams outlive an http.Server
+	// WriteTimeout, and a client that stops reading is dropped once a
+	// write has waited between 7/8 of WriteTimeout and all of it. Default
 	// 10s; a negative value sets no deadline.
 	WriteTimeout time.Duration
 
