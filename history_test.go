@@ -213,3 +213,25 @@ func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
 	assert.Zero(t, st.SlowCloses)
 	assert.Positive(t, st.Replayed, "the queue overflowed and the stream caught up from history")
 }
+
+// Another publisher's id that only looks like a position (here one far in
+// the future) neither makes the streams skip the events that follow nor,
+// kept as the browser's Last-Event-ID, stalls the stream it resumes.
+func TestHistoryForeignPositionLikeID(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 100})
+	c := openStream(t, ts.URL+"/stream")
+	require.Eventually(t, func() bool { return c.lastEventID() != "" }, 5*time.Second, time.Millisecond)
+	ts.Redis.Publish("sse", `{"data":"foreign","id":"99999999999999-0"}`)
+	e := c.next(t)
+	assert.Equal(t, "foreign", e.Data)
+	assert.NotEqual(t, "99999999999999-0", c.lastEventID(), "the foreign id is not sent as a position")
+	ts.publish(t, "", "real 1")
+	assert.Equal(t, "real 1", c.next(t).Data)
+
+	r, status := dialStream(t, ts.URL+"/stream", http.Header{"Last-Event-ID": {"99999999999999-0"}})
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "ginsse-gap", r.next(t).Type)
+	assert.Equal(t, "real 1", r.next(t).Data, "everything retained is replayed")
+	ts.publish(t, "", "real 2")
+	assert.Equal(t, "real 2", r.next(t).Data)
+}

@@ -38,6 +38,7 @@ type topic struct {
 	subs  []*member
 	ready chan struct{} // closed once Redis confirmed the subscription
 	done  bool          // ready is closed
+	sent  bool          // a SUBSCRIBE for this topic went out
 }
 
 // member is one stream's place in one topic, kept so that leaving is O(1).
@@ -126,10 +127,24 @@ func (h *hub) wanted(names []string) []string {
 }
 
 // sent records that a SUBSCRIBE for name is on its way.
-func (h *hub) sent(name string) {
+func (h *hub) sent(t *topic) {
 	h.mu.Lock()
-	h.pending[name]++
+	t.sent = true
+	h.pending[t.name]++
 	h.mu.Unlock()
+}
+
+// unsent undoes sent for SUBSCRIBEs that failed to go out.
+func (h *hub) unsent(names []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range names {
+		if h.pending[name] > 1 {
+			h.pending[name]--
+		} else {
+			delete(h.pending, name)
+		}
+	}
 }
 
 // confirm handles Redis's confirmation of a SUBSCRIBE. Confirmations come
@@ -144,7 +159,7 @@ func (h *hub) confirm(name string) {
 		return
 	}
 	delete(h.pending, name)
-	if t := h.topics[name]; t != nil && !t.done {
+	if t := h.topics[name]; t != nil && t.sent && !t.done {
 		t.done = true
 		close(t.ready)
 	}
@@ -157,7 +172,7 @@ func (h *hub) reset() {
 	defer h.mu.Unlock()
 	clear(h.pending)
 	for name, t := range h.topics {
-		if !t.done {
+		if t.sent && !t.done {
 			h.pending[name] = 1
 		}
 	}

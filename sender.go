@@ -264,11 +264,33 @@ func (s *Sender) dispatch(channel, raw string) {
 	var pos position
 	if s.opts.History > 0 && e.id != "" {
 		var ok bool
-		if pos, ok = parsePosition(e.id); !ok {
+		if pos, ok = livePosition(e.id, time.Now()); !ok {
 			e.id = ""
 		}
 	}
 	s.hub.publish(channel, newFrame(&e, pos))
+}
+
+// maxClockSkew bounds how far the time in a live event's position may be
+// from this host's clock.
+const maxClockSkew = 24 * time.Hour
+
+// livePosition reads the id of an event just published as a history
+// position. The publish script writes Redis's current time there; an id
+// of the same shape from another publisher ("2024-06", or one far in the
+// future) is not a position, and would otherwise move every stream's
+// cursor and make it skip the events that follow.
+func livePosition(id string, now time.Time) (position, bool) {
+	pos, ok := parsePosition(id)
+	if !ok {
+		return position{}, false
+	}
+	ms := now.UnixMilli()
+	skew := maxClockSkew.Milliseconds()
+	if pos.ms > uint64(ms+skew) || int64(pos.ms) < ms-skew {
+		return position{}, false
+	}
+	return pos, true
 }
 
 // subscribe adds st to the hub under names and waits until Redis confirmed
@@ -307,7 +329,7 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) error {
 	names := make([]string, 0, len(fresh))
 	for _, t := range fresh {
 		if s.hub.current(t) {
-			s.hub.sent(t.name)
+			s.hub.sent(t)
 			names = append(names, t.name)
 		}
 	}
@@ -317,6 +339,7 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	if err := s.sub.subscribe(ctx, names); err != nil {
+		s.hub.unsent(names)
 		return fmt.Errorf("%w: subscribe: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -58,6 +58,7 @@ func (s *Sender) serve(c *gin.Context) {
 	c.Status(http.StatusOK)
 
 	w := &streamWriter{s: s, rc: http.NewResponseController(c.Writer), chans: chans, cur: cur}
+	resync := s.resync.wait() // held until it fires, so a restore during a write is not missed
 	// Write at once so the browser's open event fires before any message.
 	if !w.write(c.Writer, helloFrame) || !w.replay(ctx, c.Writer) {
 		w.logEnd(ctx, st)
@@ -70,7 +71,8 @@ func (s *Sender) serve(c *gin.Context) {
 			return w.drain(ctx, out, st, f)
 		case <-s.beat.wait():
 			return w.write(out, heartbeatFrame)
-		case <-s.resync.wait():
+		case <-resync:
+			resync = s.resync.wait()
 			return w.replay(ctx, out)
 		case <-st.kill:
 			return false
@@ -262,9 +264,18 @@ func (w *streamWriter) replay(ctx context.Context, out io.Writer) bool {
 			return false
 		}
 		if cur.pos[i] != (position{}) {
-			if len(page) > 0 && page[0].pos == cur.pos[i] {
+			switch {
+			case len(page) > 0 && page[0].pos == cur.pos[i]:
 				page = page[1:]
-			} else {
+			case len(page) == 0:
+				// Past everything retained, or nothing is retained: the
+				// id is not from this history (Redis lost it, or it was
+				// never one). Start over, or live events would look
+				// already sent.
+				cur.pos[i] = position{}
+				gaps = append(gaps, w.chans[i])
+				full = true // read again, from the start
+			default:
 				gaps = append(gaps, w.chans[i])
 			}
 		}

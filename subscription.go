@@ -308,6 +308,9 @@ func (sh *shards) redirect(reply string) {
 // MOVED reply redirects again.
 func (sh *shards) reroute(names []string, want string) {
 	s := sh.s
+	if len(names) == 0 {
+		return
+	}
 	for tries := 0; want != "" && tries < 20; tries++ {
 		if sh.owner(names[0]) == want {
 			break
