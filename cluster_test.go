@@ -70,6 +70,42 @@ func (cl *cluster) kill(addr string) {
 	}
 }
 
+// replicated waits until every replica of the master at addr has what the
+// master wrote: replication is asynchronous, and a crash before it loses
+// the last writes.
+func replicated(t testing.TB, addr string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	require.Eventually(t, func() bool {
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err != nil {
+			return false
+		}
+		var master string
+		var replicas []string
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+				master = v
+			}
+			if strings.HasPrefix(line, "slave") && strings.Contains(line, "offset=") {
+				_, off, _ := strings.Cut(line, "offset=")
+				off, _, _ = strings.Cut(off, ",")
+				replicas = append(replicas, off)
+			}
+		}
+		if master == "" || len(replicas) == 0 {
+			return false
+		}
+		for _, off := range replicas {
+			if off != master {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "the replicas of %s did not catch up", addr)
+}
+
 func (cl *cluster) client(t testing.TB) *redis.ClusterClient {
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.addrs})
 	t.Cleanup(func() { c.Close() })
@@ -230,6 +266,7 @@ func TestRealClusterShardedFollowsFailover(t *testing.T) {
 
 	node, err := client.MasterForKey(context.Background(), "alpha")
 	require.NoError(t, err)
+	replicated(t, node.Options().Addr)
 	cl.kill(node.Options().Addr)
 	require.Eventually(t, func() bool {
 		return ts.Sender.Publish(context.Background(), "", "after", ginsse.Channel("alpha")) == nil
