@@ -20,24 +20,34 @@ func BenchmarkEncodeFrame(b *testing.B) {
 	}
 }
 
-// BenchmarkFanOut queues one shared frame to every stream of a channel and
-// takes it off again; ns/delivery is the cost per subscriber.
+// BenchmarkFanOut puts one frame into a channel's window, wakes every
+// stream of the channel, and has each take its wake-up and read the frame
+// at its cursor; ns/delivery is the cost per subscriber.
 func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			h := newHub()
+			h := newHub(false, defaultQueueSize, defaultQueueSize, 0)
 			streams := make([]*stream, n)
 			for i := range streams {
-				streams[i] = newStream(1, false)
+				streams[i] = newStream()
 				h.add(streams[i], []string{"sse"})
 			}
 			e := event{data: "hello", retry: -1}
-			f := newFrame(&e, position{})
+			frames := make([]frame, 256)
 			b.ReportAllocs()
+			i := 0
 			for b.Loop() {
+				f := &frames[i%len(frames)]
+				*f = frame{b: appendFrame(f.b[:0], &e)}
+				i++
 				h.publish("sse", f)
 				for _, st := range streams {
-					<-st.queue
+					<-st.wake
+					m := &st.members[0]
+					if m.t.win.at(m.next) == nil {
+						b.Fatal("frame missing")
+					}
+					m.next++
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
@@ -70,17 +80,18 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // BenchmarkStreamState measures what ginsse itself keeps for one open
-// stream: its queue, its place in the hub and its writer. The request's
-// goroutine and net/http's buffers are not ginsse's.
+// stream: its wake-up signal, its place in the hub and its writer. Frames
+// are held once per channel, in the channel's window, not per stream. The
+// request's goroutine and net/http's buffers are not ginsse's.
 func BenchmarkStreamState(b *testing.B) {
-	h := newHub()
-	s := &Sender{opts: Options{QueueSize: defaultQueueSize}}
+	h := newHub(true, defaultReplayWindow, defaultQueueSize, 0)
+	s := &Sender{opts: Options{QueueSize: defaultQueueSize, History: 1000}, hub: h}
 	b.ReportAllocs()
 	for b.Loop() {
-		st := newStream(s.opts.QueueSize, false)
+		st := newStream()
 		h.add(st, []string{"sse"})
-		w := &streamWriter{s: s, rc: http.NewResponseController(nil), chans: []string{"sse"}}
-		step := func(out io.Writer) bool { return w.drain(context.Background(), out, st, nil) }
+		d := &delivery{streamWriter: streamWriter{s: s, rc: http.NewResponseController(nil), chans: []string{"sse"}}, st: st}
+		step := func(out io.Writer) bool { return d.step(out) }
 		_ = step
 	}
 }

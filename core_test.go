@@ -380,10 +380,9 @@ func TestRedisDownAndBack(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	status, msg := get(t, ts.URL+"/stream?channel=brandnew")
-	assert.Equal(t, http.StatusServiceUnavailable, status)
-	assert.Contains(t, msg, "redis unavailable")
+	fresh := openStream(t, ts.URL+"/stream?channel=brandnew") // 200: a browser would give up on a 503
 	assert.False(t, c.ended(100*time.Millisecond), "open streams stay open")
+	assert.EqualValues(t, 1, ts.Sender.Stats().OutageOpens)
 
 	mr := miniredis.NewMiniRedis()
 	require.NoError(t, mr.StartAddr(addr))
@@ -393,6 +392,11 @@ func TestRedisDownAndBack(t *testing.T) {
 	assert.GreaterOrEqual(t, ts.Sender.Stats().Reconnects, int64(1))
 	require.NoError(t, ts.Sender.Publish(context.Background(), "", "back"))
 	assert.Equal(t, "back", c.next(t).Data)
+
+	require.Eventually(t, func() bool { return mr.PubSubNumSub("brandnew")["brandnew"] == 1 }, 10*time.Second, 10*time.Millisecond,
+		"the stream opened during the outage is subscribed once Redis is back")
+	require.NoError(t, ts.Sender.Publish(context.Background(), "", "for the newcomer", ginsse.Channel("brandnew")))
+	assert.Equal(t, "for the newcomer", fresh.next(t).Data)
 
 	mr.Publish("sse", "hola")
 	assert.Equal(t, "hola", c.next(t).Data, "a foreign payload arrives as plain data")
@@ -410,8 +414,9 @@ func TestCloseEndsStreams(t *testing.T) {
 	for _, c := range cs {
 		assert.True(t, c.ended(5*time.Second), "stream ends when the Sender closes")
 	}
-	status, _ := get(t, ts.URL+"/stream")
-	assert.Equal(t, http.StatusServiceUnavailable, status)
+	late := openStream(t, ts.URL+"/stream") // 200, so the browser retries elsewhere
+	assert.True(t, late.ended(5*time.Second), "a stream after Close ends at once")
+	assert.GreaterOrEqual(t, late.retry.Load(), int64(1000), "with a retry hint")
 	assert.ErrorIs(t, ts.Sender.Publish(context.Background(), "", "x"), ginsse.ErrClosed)
 	assert.NoError(t, ts.Sender.Close(), "closing twice is fine")
 }

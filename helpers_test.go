@@ -121,6 +121,7 @@ type sseClient struct {
 	done     chan struct{}
 	cancel   context.CancelFunc
 	lastID   atomic.Pointer[string] // the EventSource's last event ID
+	retry    atomic.Int64           // the last retry field, in ms; -1 before any
 }
 
 // openStream connects to path on srv and requires a 200 stream.
@@ -172,6 +173,7 @@ func dialStreamWith(t testing.TB, client *http.Client, url string, header http.H
 		done:     make(chan struct{}),
 		cancel:   cancel,
 	}
+	c.retry.Store(-1)
 	go c.read()
 	t.Cleanup(c.close)
 	return c, resp.StatusCode
@@ -190,6 +192,7 @@ func (c *sseClient) read() {
 		p.feed(line)
 		id := p.lastID
 		c.lastID.Store(&id)
+		c.retry.Store(int64(p.retry))
 		for _, e := range p.events {
 			c.events <- e
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,16 @@ type position struct {
 
 func (p position) less(q position) bool {
 	return p.ms < q.ms || (p.ms == q.ms && p.seq < q.seq)
+}
+
+func (p position) compare(q position) int {
+	switch {
+	case p.less(q):
+		return -1
+	case q.less(p):
+		return 1
+	}
+	return 0
 }
 
 // String returns the position as Redis writes an entry ID.
@@ -53,26 +64,28 @@ const maxPositionLen = 41
 // parseResume reads a Last-Event-ID given to a stream of n channels: one
 // position per channel, in the stream's (sorted) channel order, separated
 // by commas. A single "0" resumes every channel from its first retained
-// event.
-func parseResume(id string, n int) ([]position, error) {
-	if len(id) > n*(maxPositionLen+1) {
-		return nil, fmt.Errorf("%w: %d bytes is too long for %d channel(s)", ErrInvalidLastEventID, len(id), n)
+// event. It reports false for an id it cannot read as that; the stream
+// then sends a gap and the whole history. Only an id longer than any
+// ginsse writes for up to most channels is an error.
+func parseResume(id string, n, most int) ([]position, bool, error) {
+	if len(id) > most*(maxPositionLen+1) {
+		return nil, false, fmt.Errorf("%w: %d bytes is longer than any id of up to %d channels", ErrInvalidLastEventID, len(id), most)
 	}
 	pos := make([]position, n)
 	if id == "0" {
-		return pos, nil
+		return pos, true, nil
 	}
 	parts := strings.Split(id, ",")
 	if len(parts) != n {
-		return nil, fmt.Errorf("%w: %q holds %d position(s) for %d channel(s)", ErrInvalidLastEventID, truncate(id, 60), len(parts), n)
+		return pos, false, nil
 	}
 	for i, p := range parts {
 		var ok bool
 		if pos[i], ok = parsePosition(p); !ok {
-			return nil, fmt.Errorf("%w: %q is not a history position", ErrInvalidLastEventID, truncate(p, 60))
+			return make([]position, n), false, nil
 		}
 	}
-	return pos, nil
+	return pos, true, nil
 }
 
 // appendResume appends the Last-Event-ID text for positions.
@@ -121,82 +134,81 @@ func (s *Sender) historyArgs(channel string, payload []byte) []any {
 // replayPage is how many history entries one round trip reads.
 const replayPage = 256
 
-// tails returns the newest history position of every channel: where a
-// stream that resumes nothing starts.
-func (s *Sender) tails(ctx context.Context, names []string) ([]position, error) {
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.XMessageSliceCmd, len(names))
-	for i, name := range names {
-		cmds[i] = pipe.XRevRangeN(ctx, historyKey(name), "+", "-", 1)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
-	}
-	pos := make([]position, len(names))
-	for i, c := range cmds {
-		if msgs := c.Val(); len(msgs) > 0 {
-			pos[i], _ = parsePosition(msgs[0].ID)
-		}
-	}
-	return pos, nil
-}
-
-// redisEntry is one event read back from a history, or a marker that
-// more entries follow the page.
-type redisEntry struct {
-	pos  position
-	e    event
-	more bool
-}
-
-// historyPage reads up to replayPage entries of a channel after pos, or
-// from pos itself when inclusive, and reports whether the page is full.
-func (s *Sender) historyPage(ctx context.Context, name string, pos position, inclusive bool) ([]redisEntry, bool, error) {
+// pageFrom reads up to replayPage entries of a channel's history after p,
+// or from p itself when inclusive (zero p: from the first entry), and
+// reports whether the page is full.
+func (s *Sender) pageFrom(ctx context.Context, name string, p position, inclusive bool) ([]*frame, bool, error) {
 	start := "-"
-	if pos != (position{}) {
-		start = pos.String()
+	if p != (position{}) {
+		start = p.String()
 		if !inclusive {
 			start = "(" + start
 		}
 	}
-	var msgs []redis.XMessage
-	var err error
-	// A cluster moving the slot, or a failover, fails a read for a moment.
-	for try := range 3 {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, false, ctx.Err()
-			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
-			}
-		}
-		rctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-		msgs, err = s.client.XRangeN(rctx, historyKey(name), start, "+", replayPage).Result()
-		cancel()
-		if err == nil || errors.Is(err, redis.Nil) {
-			break
-		}
-	}
+	s.historyReads.Add(1)
+	msgs, err := s.client.XRangeN(ctx, historyKey(name), start, "+", replayPage).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
 	}
-	page := make([]redisEntry, 0, len(msgs))
+	return entryFrames(msgs), len(msgs) == replayPage, nil
+}
+
+// newestEntries reads the n newest entries of a channel's history, oldest
+// first, and reports whether they are all it holds.
+func (s *Sender) newestEntries(ctx context.Context, name string, n int) ([]*frame, bool, error) {
+	s.historyReads.Add(1)
+	msgs, err := s.client.XRevRangeN(ctx, historyKey(name), "+", "-", int64(n)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
+	}
+	slices.Reverse(msgs)
+	return entryFrames(msgs), len(msgs) < n, nil
+}
+
+// entryFrames encodes history entries as frames whose id is their
+// position. Entries ginsse did not write are skipped.
+func entryFrames(msgs []redis.XMessage) []*frame {
+	frames := make([]*frame, 0, len(msgs))
 	for _, m := range msgs {
 		p, ok := parsePosition(m.ID)
 		raw, isStr := m.Values["p"].(string)
 		if !ok || !isStr {
-			continue // not written by ginsse
+			continue
 		}
 		e := decodePayload(raw)
 		e.id = m.ID
-		page = append(page, redisEntry{pos: p, e: e})
+		frames = append(frames, newFrame(&e, p))
 	}
-	return page, len(msgs) == replayPage, nil
+	return frames
+}
+
+// persist runs op, each try bounded by Options.Timeout, until it succeeds.
+// A history read never fails a stream: while Redis cannot answer, the
+// stream waits with its heartbeats. persist reports false when t lost its
+// last stream or the Sender closed first.
+func (s *Sender) persist(t *topic, op func(ctx context.Context) error) bool {
+	backoff := 50 * time.Millisecond
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		err := op(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if try == 0 {
+			s.log.Warn("ginsse: history read failed; retrying", "channel", t.name, "err", err)
+		}
+		select {
+		case <-s.quit:
+			return false
+		case <-t.gone:
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
 }
 
 // gapEvent is sent before a replay that cannot cover everything the client
 // missed, so the application can fetch its state afresh.
 const gapEvent = "ginsse-gap"
-
-// resumeDeadline bounds the whole replay of one stream.
-const resumeDeadline = 30 * time.Second

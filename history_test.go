@@ -3,6 +3,7 @@ package ginsse_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,14 +77,31 @@ func TestHistoryGap(t *testing.T) {
 	}
 }
 
-func TestHistoryInvalidLastEventID(t *testing.T) {
+// An id the stream cannot read as its own positions — not a position,
+// another publisher's, one for another list of channels — opens the
+// stream with a gap and the whole history, then live events: a browser
+// would give up for good on a 400. Only an id longer than any ginsse
+// writes is refused.
+func TestHistoryUnreadableLastEventID(t *testing.T) {
 	ts := newTestServer(t, ginsse.Options{History: 3})
-	for _, id := range []string{"abc", "1-2-3", "12", "1-0,2-0", strings.Repeat("1-0,", 2000)} {
-		_, status := dialStream(t, ts.URL+"/stream", http.Header{"Last-Event-ID": {id}})
-		assert.Equal(t, http.StatusBadRequest, status, "id %q", id)
+	ts.publish(t, "", "kept")
+	for _, id := range []string{"abc", "1-2-3", "12", "1-0,2-0", "order-42", "1-0,2-0,3-0"} {
+		for _, via := range []string{"header", "query"} {
+			var c *sseClient
+			if via == "header" {
+				c = resumeStream(t, ts.URL+"/stream", id)
+			} else {
+				c = openStream(t, ts.URL+"/stream?lastEventId="+url.QueryEscape(id))
+			}
+			gap := c.next(t)
+			assert.Equal(t, "ginsse-gap", gap.Type, "id %q by %s", id, via)
+			assert.JSONEq(t, `{"channels":["sse"]}`, gap.Data)
+			assert.Equal(t, "kept", c.next(t).Data, "then the whole history")
+			c.close()
+		}
 	}
-	_, status := dialStream(t, ts.URL+"/stream?lastEventId=nope", nil)
-	assert.Equal(t, http.StatusBadRequest, status)
+	_, status := dialStream(t, ts.URL+"/stream", http.Header{"Last-Event-ID": {strings.Repeat("1-0,", 2000)}})
+	assert.Equal(t, http.StatusBadRequest, status, "an id longer than any ginsse writes")
 }
 
 func TestHistoryMultiChannelResume(t *testing.T) {
@@ -190,11 +208,11 @@ func TestHistorySlowStreamCloseLosesNothing(t *testing.T) {
 }
 
 func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
-	ts := newTestServer(t, ginsse.Options{History: 1000, QueueSize: 2})
+	ts := newTestServer(t, ginsse.Options{History: 1000, ReplayWindow: 4, QueueSize: 2})
 	conn, br, _ := stalledStream(t, ts.URL+"/stream")
 	defer conn.Close()
 	// The client reads nothing while the events fill the socket buffers,
-	// so the stream's queue overflows.
+	// so the stream falls further behind than the window holds.
 	big := strings.Repeat("x", 64<<10)
 	for i := range 100 {
 		ts.publish(t, "", strconv.Itoa(i)+big)
@@ -211,7 +229,7 @@ func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
 	}
 	st := ts.Sender.Stats()
 	assert.Zero(t, st.SlowCloses)
-	assert.Positive(t, st.Replayed, "the queue overflowed and the stream caught up from history")
+	assert.Positive(t, st.Replayed, "the stream fell behind the window and caught up from Redis")
 }
 
 // Another publisher's id that only looks like a position (here one far in

@@ -10,7 +10,7 @@ type frame struct {
 	b           []byte
 	idAt, idEnd int      // b[idAt:idEnd] is the id line, empty when none
 	pos         position // history position; zero outside history
-	t           *topic   // the topic it was published to
+	n           uint64   // its number in its channel's window
 }
 
 // newFrame encodes e once for every stream. With history on, pos is the
@@ -22,7 +22,8 @@ func newFrame(e *event, pos position) *frame {
 }
 
 // hub fans frames out to the local streams of each Redis channel. It never
-// blocks on a stream: a stream whose queue is full is closed instead.
+// blocks on a stream: a frame goes into its channel's window once, and
+// every stream of the channel is woken to read it at its own pace.
 type hub struct {
 	mu      sync.RWMutex
 	topics  map[string]*topic // by Redis channel name
@@ -30,15 +31,24 @@ type hub struct {
 	// Counts for Stats, kept as atomics so reading them takes no lock.
 	streams, channels atomic.Int64
 	slow              atomic.Int64 // streams closed for falling behind
+
+	history bool // windows follow a Redis history
+	frames  int  // most frames a window holds
+	floor   int  // frames a window keeps over the byte budget
+	budget  windowBudget
 }
 
-// topic is the set of local streams on one Redis channel.
+// topic is the set of local streams on one Redis channel, and the
+// channel's window.
 type topic struct {
 	name  string
 	subs  []*member
 	ready chan struct{} // closed once Redis confirmed the subscription
 	done  bool          // ready is closed
 	sent  bool          // a SUBSCRIBE for this topic went out
+	gone  chan struct{} // closed when no stream uses it any more
+	win   window
+	fetch fetcher // history reads for streams the window does not cover
 }
 
 // member is one stream's place in one topic, kept so that leaving is O(1).
@@ -46,14 +56,18 @@ type member struct {
 	st  *stream
 	t   *topic
 	idx int
+	cursor
 }
 
-func newHub() *hub {
-	return &hub{topics: make(map[string]*topic), pending: make(map[string]int)}
+func newHub(history bool, frames, floor int, budget int64) *hub {
+	h := &hub{topics: make(map[string]*topic), pending: make(map[string]int), history: history, frames: frames, floor: floor}
+	h.budget.limit = budget
+	return h
 }
 
 // add puts st into the topic of every name and returns the topics that are
-// new, which the caller must subscribe.
+// new, which the caller must subscribe. Each member's cursor starts at the
+// head of its window.
 func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -62,12 +76,14 @@ func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 	for i, name := range names {
 		t := h.topics[name]
 		if t == nil {
-			t = &topic{name: name, ready: make(chan struct{})}
+			t = &topic{name: name, ready: make(chan struct{}), gone: make(chan struct{})}
+			t.win.init(h.frames, h.floor, &h.budget, h.history)
 			h.topics[name] = t
 			fresh = append(fresh, t)
 		}
 		m := &st.members[i]
 		*m = member{st: st, t: t, idx: len(t.subs)}
+		m.join(&t.win)
 		t.subs = append(t.subs, m)
 	}
 	h.channels.Store(int64(len(h.topics)))
@@ -75,7 +91,7 @@ func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 }
 
 // remove takes st out of its topics and returns the names no stream uses
-// any more, which the caller must unsubscribe.
+// any more, which the caller must unsubscribe. Their windows are released.
 func (h *hub) remove(st *stream) (empty []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -90,6 +106,8 @@ func (h *hub) remove(st *stream) (empty []string) {
 		t.subs = t.subs[:last]
 		if len(t.subs) == 0 && h.topics[t.name] == t {
 			delete(h.topics, t.name)
+			close(t.gone)
+			t.win.release()
 			empty = append(empty, t.name)
 		}
 	}
@@ -149,46 +167,91 @@ func (h *hub) unsent(names []string) {
 
 // confirm handles Redis's confirmation of a SUBSCRIBE. Confirmations come
 // back in the order the commands went out, so the topic is ready once the
-// last SUBSCRIBE sent for its name is confirmed. Confirmations nobody
-// waits for (those of a resubscribe after a reconnect) change nothing.
-func (h *hub) confirm(name string) {
+// last SUBSCRIBE sent for its name is confirmed. With history on, it
+// returns the topic when its window must now read from Redis what the
+// live feed did not bring: the events between the window's newest and the
+// subscription.
+func (h *hub) confirm(name string) (repair *topic) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if n := h.pending[name]; n > 1 {
 		h.pending[name] = n - 1
-		return
+		return nil
 	}
 	delete(h.pending, name)
-	if t := h.topics[name]; t != nil && t.sent && !t.done {
+	t := h.topics[name]
+	if t == nil || !t.sent {
+		return nil
+	}
+	if !t.done {
 		t.done = true
 		close(t.ready)
+		h.wake(t)
 	}
+	if h.history && t.win.confirmed() {
+		return t
+	}
+	return nil
 }
 
 // reset forgets outstanding SUBSCRIBEs after the subscription connection
-// was lost: the reconnect subscribes every wanted channel again, once.
-func (h *hub) reset() {
+// of names was lost: the reconnect subscribes every wanted channel again,
+// once. History windows stop taking live frames until they have read what
+// the subscription missed.
+func (h *hub) reset(names []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	clear(h.pending)
-	for name, t := range h.topics {
-		if t.sent && !t.done {
-			h.pending[name] = 1
+	for _, name := range names {
+		if t := h.topics[name]; t != nil {
+			h.lost(t)
 		}
 	}
 }
 
-// publish offers f to every local stream of the channel name.
+// resetAll is reset for every channel: the one connection of plain
+// pub/sub was lost.
+func (h *hub) resetAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.pending)
+	for _, t := range h.topics {
+		h.lost(t)
+	}
+}
+
+func (h *hub) lost(t *topic) {
+	if t.sent && !t.done {
+		h.pending[t.name] = 1
+	} else {
+		delete(h.pending, t.name)
+	}
+	if h.history {
+		t.win.broke()
+	}
+}
+
+// publish offers f to the window of the channel name and wakes its
+// streams.
 func (h *hub) publish(name string, f *frame) {
 	h.mu.RLock()
-	if t := h.topics[name]; t != nil {
-		f.t = t
-		for _, m := range t.subs {
-			if m.st.offer(f) {
-				h.slow.Add(1)
-			}
-		}
+	if t := h.topics[name]; t != nil && t.win.offer(f) {
+		h.wake(t)
 	}
+	h.mu.RUnlock()
+}
+
+// wake tells every stream of t that something changed. The caller holds
+// mu, read or write.
+func (h *hub) wake(t *topic) {
+	for _, m := range t.subs {
+		m.st.notify()
+	}
+}
+
+// wakeTopic is wake for callers that hold no lock.
+func (h *hub) wakeTopic(t *topic) {
+	h.mu.RLock()
+	h.wake(t)
 	h.mu.RUnlock()
 }
 
@@ -197,54 +260,31 @@ func (h *hub) counts() (streams, channels int) {
 	return int(h.streams.Load()), int(h.channels.Load())
 }
 
-// stream is the per-client state the hub knows about: a bounded queue of
-// shared frames and a way to close the stream from outside.
+// join starts the cursor at the window's head. The caller holds the hub's
+// lock, so no live frame goes in meanwhile.
+func (m *member) join(w *window) {
+	w.mu.Lock()
+	m.next, m.joinState, m.pos = w.head.Load(), w.state, w.newest
+	w.mu.Unlock()
+	m.joined = m.next
+}
+
+// stream is the per-client state the hub knows about: a wake-up signal
+// and its place in each channel.
 type stream struct {
-	queue   chan *frame
-	kill    chan struct{} // closed when the stream must end
-	killed  atomic.Bool
+	wake    chan struct{} // holds a token when something changed
 	members []member
-	// With history on, a full queue does not close the stream: it marks
-	// it lagging, and the stream catches up from the history.
-	catchUp bool
-	lagging atomic.Bool
 }
 
-func newStream(queue int, catchUp bool) *stream {
-	return &stream{queue: make(chan *frame, queue), kill: make(chan struct{}), catchUp: catchUp}
+func newStream() *stream {
+	return &stream{wake: make(chan struct{}, 1)}
 }
 
-// index returns the place of t among the stream's channels, or -1.
-func (st *stream) index(t *topic) int {
-	for i := range st.members {
-		if st.members[i].t == t {
-			return i
-		}
-	}
-	return -1
-}
-
-// offer queues f without blocking. A full queue means the client cannot
-// keep up: the stream is closed, and offer reports true the one time it
-// closed it; or, with history on, the stream is marked lagging.
-func (st *stream) offer(f *frame) (closed bool) {
+// notify wakes the stream without blocking; a token already waiting
+// covers this change too.
+func (st *stream) notify() {
 	select {
-	case st.queue <- f:
-		return false
+	case st.wake <- struct{}{}:
 	default:
-		if st.catchUp {
-			st.lagging.Store(true)
-			return false
-		}
-		return st.close()
 	}
-}
-
-// close ends the stream; it is safe to call more than once.
-func (st *stream) close() bool {
-	if st.killed.CompareAndSwap(false, true) {
-		close(st.kill)
-		return true
-	}
-	return false
 }

@@ -9,9 +9,9 @@ import (
 // SUBSCRIBE went out only after the reset, is ready at its one
 // confirmation: the resubscribe of the reconnect did not include it.
 func TestTopicSubscribedAfterResetIsReadyAtItsConfirmation(t *testing.T) {
-	h := newHub()
-	fresh := h.add(newStream(1, false), []string{"x"})
-	h.reset()
+	h := newHub(false, 16, 16, 0)
+	fresh := h.add(newStream(), []string{"x"})
+	h.resetAll()
 	h.sent(fresh[0])
 	h.confirm("x")
 	if !isReady(fresh[0]) {
@@ -22,13 +22,13 @@ func TestTopicSubscribedAfterResetIsReadyAtItsConfirmation(t *testing.T) {
 // A SUBSCRIBE that failed to go out is not waited for: the next stream on
 // the channel is ready at its own confirmation.
 func TestFailedSubscribeIsNotWaitedFor(t *testing.T) {
-	h := newHub()
-	st := newStream(1, false)
+	h := newHub(false, 16, 16, 0)
+	st := newStream()
 	fresh := h.add(st, []string{"x"})
 	h.sent(fresh[0])
 	h.unsent([]string{"x"})
 	h.remove(st)
-	next := h.add(newStream(1, false), []string{"x"})
+	next := h.add(newStream(), []string{"x"})
 	h.sent(next[0])
 	h.confirm("x")
 	if !isReady(next[0]) {
@@ -39,8 +39,8 @@ func TestFailedSubscribeIsNotWaitedFor(t *testing.T) {
 // A confirmation for a topic whose SUBSCRIBE has not gone out yet does not
 // make it ready.
 func TestConfirmationBeforeSubscribeDoesNotOpen(t *testing.T) {
-	h := newHub()
-	fresh := h.add(newStream(1, false), []string{"x"})
+	h := newHub(false, 16, 16, 0)
+	fresh := h.add(newStream(), []string{"x"})
 	h.confirm("x")
 	if isReady(fresh[0]) {
 		t.Fatal("ready before its SUBSCRIBE went out")
@@ -60,7 +60,7 @@ func isReady(t *topic) bool {
 // A MOVED reply for a slot that holds no subscribed channel any more
 // changes nothing.
 func TestRedirectForAnEmptySlot(t *testing.T) {
-	s := &Sender{quit: make(chan struct{})}
+	s := &Sender{quit: make(chan struct{}), hub: newHub(false, 16, 16, 0)}
 	sh := &shards{s: s, conns: map[string]*psConn{}, where: map[string]string{}}
 	sh.redirect("MOVED 1234 127.0.0.1:7001")
 }

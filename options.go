@@ -56,10 +56,29 @@ type Options struct {
 	// 15s; a negative value turns heartbeats off.
 	Heartbeat time.Duration
 
-	// QueueSize is how many frames may wait for one slow stream. A stream
-	// whose queue overflows is closed (the browser reconnects) so that it
-	// never holds the others up. Default 128.
+	// QueueSize is how far, in frames, a stream may fall behind its
+	// channel. Frames are held once per channel, in the channel's window,
+	// not once per stream. Without history a stream further behind is
+	// closed (the browser reconnects) so that it never holds the others
+	// up; with history it catches up from the window or from Redis, and
+	// ReplayWindow sizes the window instead. Default 128.
 	QueueSize int
+
+	// MaxStreams caps the streams this Sender serves at once. Past it, a
+	// new stream gets 200, a retry hint between RetryMin and RetryMax and
+	// an immediate end instead of an error, so the browser comes back
+	// later, perhaps to another replica; Stats.Shed counts them. Size it
+	// below the process's open-file limit, less the files the rest of the
+	// server needs. Default 0: no limit.
+	MaxStreams int
+
+	// RetryMin and RetryMax bound the reconnection delay ginsse tells a
+	// browser (the SSE "retry" field) when it ends a stream on purpose:
+	// at Close, and when MaxStreams are open. Each stream gets a delay
+	// drawn uniformly between them, so a replica's browsers come back
+	// spread over that window instead of in the same instant. Defaults 1s
+	// and 5s.
+	RetryMin, RetryMax time.Duration
 
 	// WriteTimeout bounds each write to a client. The deadline keeps
 	// moving as the stream writes, so streams outlive an http.Server
@@ -84,6 +103,20 @@ type Options struct {
 	// long. Default 0: events are dropped by count only.
 	HistoryAge time.Duration
 
+	// ReplayWindow, with History on, is how many of each channel's newest
+	// events the Sender keeps in memory, as the frames it already sent, so
+	// that streams which resume or fall behind within them are served
+	// without reading Redis. Reads that must go to Redis are made once per
+	// channel for all its waiting streams. The window is released when the
+	// channel's last local stream leaves. Default History, at most 1024;
+	// it cannot exceed History.
+	ReplayWindow int
+
+	// ReplayMemory bounds the bytes all channels' windows hold together.
+	// Past it, the channel taking a new frame drops its oldest, down to
+	// QueueSize frames. Default 64 MiB; a negative value sets no bound.
+	ReplayMemory int64
+
 	// Sharded uses Redis 7 sharded pub/sub (SSUBSCRIBE, SPUBLISH), which
 	// spreads channels over a cluster's shards instead of broadcasting
 	// every event to every node. Every publisher and Sender of a channel
@@ -105,6 +138,10 @@ const (
 	defaultQueueSize    = 128
 	defaultWriteTimeout = 10 * time.Second
 	defaultTimeout      = 2 * time.Second
+	defaultRetryMin     = time.Second
+	defaultRetryMax     = 5 * time.Second
+	defaultReplayWindow = 1024
+	defaultReplayMemory = 64 << 20
 	maxPrefixLen        = 64
 )
 
@@ -183,7 +220,54 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
 	}
+	if o.MaxStreams < 0 {
+		return o, optionError("MaxStreams", "must not be negative")
+	}
+	return o.withReplayDefaults()
+}
+
+// withReplayDefaults fills and checks the retry hint and replay window
+// fields.
+func (o Options) withReplayDefaults() (Options, error) {
+	if o.RetryMin < 0 || o.RetryMax < 0 {
+		return o, optionError("RetryMin", "RetryMin and RetryMax must not be negative")
+	}
+	if o.RetryMin == 0 {
+		o.RetryMin = defaultRetryMin
+		if o.RetryMax > 0 {
+			o.RetryMin = min(o.RetryMin, o.RetryMax)
+		}
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = max(defaultRetryMax, o.RetryMin)
+	}
+	if o.RetryMax < o.RetryMin {
+		return o, optionError("RetryMax", fmt.Sprintf("%v is less than RetryMin %v", o.RetryMax, o.RetryMin))
+	}
+	if o.ReplayWindow < 0 {
+		return o, optionError("ReplayWindow", "must not be negative")
+	}
+	if o.ReplayWindow > 0 && o.History == 0 {
+		return o, optionError("ReplayWindow", "needs History")
+	}
+	if o.ReplayWindow > o.History {
+		return o, optionError("ReplayWindow", fmt.Sprintf("%d is more than History %d", o.ReplayWindow, o.History))
+	}
+	if o.ReplayWindow == 0 {
+		o.ReplayWindow = min(o.History, defaultReplayWindow)
+	}
+	if o.ReplayMemory == 0 {
+		o.ReplayMemory = defaultReplayMemory
+	}
 	return o, nil
+}
+
+// windowFrames is how many frames each channel's window holds.
+func (o Options) windowFrames() int {
+	if o.History > 0 {
+		return o.ReplayWindow
+	}
+	return o.QueueSize
 }
 
 func optionError(field, msg string) error {
@@ -212,6 +296,11 @@ func (o Options) newClient() redis.UniversalClient {
 	}
 	if ro.PoolSize == 0 {
 		ro.PoolSize = 3
+	}
+	if ro.PipelinePoolSize == 0 {
+		// go-redis would open a second pool of up to 10 connections for
+		// pipelines; publishing pipelines share the small pool instead.
+		ro.PipelinePoolSize = -1
 	}
 	ro.MaxRetries = -1 // Send reports the failure; the caller decides to retry.
 	return redis.NewClient(ro)

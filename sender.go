@@ -1,13 +1,10 @@
 package ginsse
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,20 +27,24 @@ type Sender struct {
 	batch      *batcher
 	hub        *hub
 	beat       *clock
-	resync     *clock // fired when the subscription is back after losing Redis
 	log        *slog.Logger
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE commands
 
 	quit      chan struct{} // closed by Close
 	closeOnce sync.Once
+	spawnMu   sync.Mutex     // no goroutine starts once quit is closed
 	wg        sync.WaitGroup // the Sender's own goroutines
 
+	open          atomic.Int64 // streams admitted and not yet ended
 	published     atomic.Int64
 	publishErrors atomic.Int64
 	delivered     atomic.Int64
 	reconnects    atomic.Int64
 	replayed      atomic.Int64
+	historyReads  atomic.Int64
+	outageOpens   atomic.Int64
+	shed          atomic.Int64
 }
 
 // New returns a Sender for opts, with its subscription loop started. It
@@ -58,7 +59,7 @@ func New(opts Options) (*Sender, error) {
 	s := &Sender{
 		opts:   o,
 		client: o.Client,
-		hub:    newHub(),
+		hub:    newHub(o.History > 0, o.windowFrames(), o.QueueSize, o.ReplayMemory),
 		log:    o.Logger,
 		quit:   make(chan struct{}),
 	}
@@ -71,26 +72,43 @@ func New(opts Options) (*Sender, error) {
 	}
 	s.sub = s.newSubscriber()
 	s.startBatcher()
-	if o.History > 0 {
-		s.resync = newClock()
-	}
 	if o.Heartbeat > 0 {
 		s.beat = newClock()
-		s.wg.Add(1)
-		go s.tick(o.Heartbeat)
+		s.goOwned(func() { s.tick(o.Heartbeat) })
 	}
 	return s, nil
 }
 
-// Close ends every open stream, stops the subscription and, if the Sender
-// made its own Redis client, closes it. Send returns ErrClosed afterwards
-// and new streams answer 503. Close is safe to call more than once; hook
-// it to http.Server.RegisterOnShutdown so Shutdown does not wait for
-// streams that never end by themselves.
+// goOwned runs f in a goroutine that Close waits for, unless the Sender
+// is closing, and reports whether it started it.
+func (s *Sender) goOwned(f func()) bool {
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if s.closed() {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Close ends every open stream, each with a retry hint spread between
+// Options.RetryMin and RetryMax so that its browsers come back to the
+// other replicas over that time rather than all at once; it then stops the
+// subscription and, if the Sender made its own Redis client, closes it.
+// Send returns ErrClosed afterwards, and a new stream gets 200, a retry
+// hint and an end. Close is safe to call more than once; hook it to
+// http.Server.RegisterOnShutdown so Shutdown does not wait for streams
+// that never end by themselves.
 func (s *Sender) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.spawnMu.Lock()
 		close(s.quit)
+		s.spawnMu.Unlock()
 		err = s.sub.close()
 		s.wg.Wait()
 		if s.ownsClient {
@@ -171,159 +189,82 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 	return nil
 }
 
-// payload is the JSON object Flask-SSE publishes on the Redis channel.
-type payload struct {
-	Data  json.RawMessage `json:"data"`
-	Type  string          `json:"type,omitempty"`
-	ID    string          `json:"id,omitempty"`
-	Retry *int64          `json:"retry,omitempty"`
-}
-
-// encodePayload validates one Send call and returns the Redis message.
-func encodePayload(typ string, data any, p *sendParams) ([]byte, error) {
-	if err := validateChannel(p.channel); err != nil {
-		return nil, err
-	}
-	e := event{typ: typ, id: p.id, retry: -1}
-	if err := e.validate(); err != nil {
-		return nil, err
-	}
-	msg := payload{Type: typ, ID: p.id}
-	if p.retrySet {
-		ms, err := retryMillis(p.retry)
-		if err != nil {
-			return nil, err
-		}
-		msg.Retry = &ms
-	}
-	var err error
-	switch d := data.(type) {
-	case string:
-		msg.Data, err = json.Marshal(d)
-	case []byte:
-		msg.Data, err = json.Marshal(string(d))
-	default:
-		msg.Data, err = json.Marshal(d)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: data: %w", ErrInvalidEvent, err)
-	}
-	return json.Marshal(msg)
-}
-
-// decodePayload turns a Redis message into an event. It accepts what
-// Flask-SSE and ginsse publish, in any key order, ignoring unknown keys.
-// Anything else, or a payload whose fields would break the wire format,
-// arrives as plain data so that no publisher can kill a stream.
-func decodePayload(raw string) event {
-	plain := event{data: raw, retry: -1}
-	var m struct {
-		Data  json.RawMessage `json:"data"`
-		Type  *string         `json:"type"`
-		ID    json.RawMessage `json:"id"`
-		Retry *json.Number    `json:"retry"`
-	}
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal([]byte(raw), &m) != nil || m.Data == nil {
-		return plain
-	}
-	e := event{retry: -1}
-	if m.Type != nil {
-		e.typ = *m.Type
-	}
-	if m.ID != nil && string(m.ID) != "null" {
-		var id string
-		if json.Unmarshal(m.ID, &id) != nil {
-			id = string(m.ID) // a number, as Python may send
-		}
-		e.id = id
-	}
-	if m.Retry != nil {
-		ms, err := strconv.ParseInt(m.Retry.String(), 10, 64)
-		if err != nil || ms < 0 {
-			return plain
-		}
-		e.retry = ms
-	}
-	var str string
-	if m.Data[0] == '"' && json.Unmarshal(m.Data, &str) == nil {
-		e.data = str
-	} else {
-		e.data = string(bytes.TrimSpace(m.Data))
-	}
-	if e.validate() != nil {
-		return plain
-	}
-	return e
-}
-
-// dispatch encodes one message from Redis and fans it out. With history
-// on, an id that is not a history position is dropped: it would spoil the
-// client's Last-Event-ID.
-func (s *Sender) dispatch(channel, raw string) {
-	e := decodePayload(raw)
-	var pos position
-	if s.opts.History > 0 && e.id != "" {
-		var ok bool
-		if pos, ok = livePosition(e.id, time.Now()); !ok {
-			e.id = ""
-		}
-	}
-	s.hub.publish(channel, newFrame(&e, pos))
-}
-
-// maxClockSkew bounds how far the time in a live event's position may be
-// from this host's clock.
-const maxClockSkew = 24 * time.Hour
-
-// livePosition reads the id of an event just published as a history
-// position. The publish script writes Redis's current time there; an id
-// of the same shape from another publisher ("2024-06", or one far in the
-// future) is not a position, and would otherwise move every stream's
-// cursor and make it skip the events that follow.
-func livePosition(id string, now time.Time) (position, bool) {
-	pos, ok := parsePosition(id)
-	if !ok {
-		return position{}, false
-	}
-	ms := now.UnixMilli()
-	skew := maxClockSkew.Milliseconds()
-	if pos.ms > uint64(ms+skew) || int64(pos.ms) < ms-skew {
-		return position{}, false
-	}
-	return pos, true
-}
-
-// subscribe adds st to the hub under names and waits until Redis confirmed
-// every new channel, so that no event published after the stream answered
-// 200 is missed.
-func (s *Sender) subscribe(ctx context.Context, st *stream, names []string) error {
+// subscribe adds st to the hub under names and subscribes the channels
+// new to this Sender. Without history the SUBSCRIBE goes out at once; with
+// history each new channel first reads its newest entries into its window
+// (see openTopic). Neither fails the stream: while Redis is away the
+// subscription waits, and the stream with it.
+func (s *Sender) subscribe(st *stream, names []string) {
 	fresh := s.hub.add(st, names)
+	if s.opts.History > 0 {
+		for _, t := range fresh {
+			s.goOwned(func() { s.openTopic(t) })
+		}
+		return
+	}
 	if len(fresh) > 0 {
-		if err := s.sendSubscribe(ctx, fresh); err != nil {
-			s.unsubscribe(st)
-			return err
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		defer cancel()
+		s.sendSubscribe(ctx, fresh)
 	}
-	timer := time.NewTimer(s.opts.Timeout)
-	defer timer.Stop()
-	for i := range st.members {
-		select {
-		case <-st.members[i].t.ready:
-		case <-ctx.Done():
-			s.unsubscribe(st)
-			return ctx.Err()
-		case <-s.quit:
-			s.unsubscribe(st)
-			return ErrClosed
-		case <-timer.C:
-			s.unsubscribe(st)
-			return fmt.Errorf("%w: subscribe: no confirmation within %v", ErrUnavailable, s.opts.Timeout)
-		}
-	}
-	return nil
 }
 
-func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) error {
+// openTopic seeds a new channel's window with the newest entries of its
+// history, read before subscribing so that the read after the
+// confirmation (runFeed) covers every event in between.
+func (s *Sender) openTopic(t *topic) {
+	var seed []*frame
+	var whole bool
+	n := min(s.hub.frames, replayPage)
+	if !s.persist(t, func(ctx context.Context) (err error) {
+		seed, whole, err = s.newestEntries(ctx, t.name, n)
+		return err
+	}) {
+		return
+	}
+	t.win.seed(seed, whole)
+	s.hub.wakeTopic(t)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	s.sendSubscribe(ctx, []*topic{t})
+}
+
+// runFeed reads what a history window missed between its newest entry and
+// the subscription — after openTopic, or after the subscription was lost
+// and came back — and makes the window live.
+func (s *Sender) runFeed(t *topic) {
+	for {
+		after, gen, ok := t.win.feedFrom()
+		if !ok {
+			return
+		}
+		var entries []*frame
+		for {
+			var page []*frame
+			var full bool
+			if !s.persist(t, func(ctx context.Context) (err error) {
+				page, full, err = s.pageFrom(ctx, t.name, after, false)
+				return err
+			}) {
+				t.win.stopFeeding()
+				return
+			}
+			entries = append(entries, page...)
+			if !full {
+				break
+			}
+			after = page[len(page)-1].pos
+		}
+		if t.win.catchUp(entries, gen) {
+			s.hub.wakeTopic(t)
+		}
+	}
+}
+
+// sendSubscribe subscribes the topics that still want it. A failure is
+// logged, not returned: plain pub/sub subscribes the channel again when
+// it reconnects, and sharded pub/sub retries it on its shard.
+func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	names := make([]string, 0, len(fresh))
@@ -334,15 +275,15 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) error {
 		}
 	}
 	if len(names) == 0 {
-		return nil
+		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
 	if err := s.sub.subscribe(ctx, names); err != nil {
 		s.hub.unsent(names)
-		return fmt.Errorf("%w: subscribe: %w", ErrUnavailable, err)
+		s.log.Warn("ginsse: subscribe failed; streams wait for Redis", "channels", names, "err", err)
+		if sh, ok := s.sub.(*shards); ok {
+			s.goOwned(func() { sh.reroute(names, "") })
+		}
 	}
-	return nil
 }
 
 // unsubscribe removes st from the hub and unsubscribes the channels no
@@ -374,7 +315,6 @@ func (s *Sender) unsubscribe(st *stream) {
 
 // tick drives the shared heartbeat clock until Close.
 func (s *Sender) tick(every time.Duration) {
-	defer s.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -424,6 +364,10 @@ type Stats struct {
 	SlowCloses    int64 // streams closed because their queue overflowed
 	Reconnects    int64 // times the subscription came back after losing Redis
 	Replayed      int64 // events sent from history to resuming streams
+	HistoryReads  int64 // history reads sent to Redis (XRANGE, XREVRANGE)
+	OutageOpens   int64 // streams that answered 200 before Redis confirmed their channels, and waited
+	Shed          int64 // streams sent away with a retry hint because MaxStreams were open
+	WindowBytes   int64 // bytes of frames the channels' windows hold now
 }
 
 // Stats returns the Sender's current figures. It is cheap and safe to call
@@ -439,5 +383,9 @@ func (s *Sender) Stats() Stats {
 		SlowCloses:    s.hub.slow.Load(),
 		Reconnects:    s.reconnects.Load(),
 		Replayed:      s.replayed.Load(),
+		HistoryReads:  s.historyReads.Load(),
+		OutageOpens:   s.outageOpens.Load(),
+		Shed:          s.shed.Load(),
+		WindowBytes:   s.hub.budget.held.Load(),
 	}
 }

@@ -111,11 +111,11 @@ func (c *psConn) receive() {
 				down = true
 				s.log.Warn("ginsse: redis subscription lost", "err", err)
 			}
-			s.hub.reset()
 			if c.broken != nil {
 				c.broken(c)
 				return
 			}
+			s.hub.resetAll()
 			select {
 			case <-s.quit:
 				return
@@ -133,7 +133,9 @@ func (c *psConn) receive() {
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
-				s.hub.confirm(m.Channel)
+				if t := s.hub.confirm(m.Channel); t != nil && !s.goOwned(func() { s.runFeed(t) }) {
+					t.win.stopFeeding()
+				}
 			case "sunsubscribe":
 				if c.broken != nil && !s.hub.unused(m.Channel) {
 					// Redis moved the channel's slot to another shard.
@@ -157,14 +159,12 @@ func (c *psConn) goShards(f func(*shards)) {
 	}()
 }
 
-// restored counts a subscription that came back and has open streams
-// replay from history what was published meanwhile.
+// restored counts a subscription that came back. With history, each
+// channel's window then reads once what the subscription missed, for all
+// of the channel's streams (see runFeed).
 func (s *Sender) restored() {
 	s.reconnects.Add(1)
 	s.log.Info("ginsse: redis subscription restored")
-	if s.resync != nil {
-		s.resync.fire()
-	}
 }
 
 // shards subscribes sharded channels on a Redis Cluster: one connection
@@ -266,6 +266,7 @@ func (sh *shards) broken(c *psConn) {
 	}
 	sh.mu.Unlock()
 	_ = c.close()
+	sh.s.hub.reset(names)
 	sh.reroute(names, "")
 }
 
@@ -274,6 +275,7 @@ func (sh *shards) moved(name string) {
 	sh.mu.Lock()
 	delete(sh.where, name)
 	sh.mu.Unlock()
+	sh.s.hub.reset([]string{name})
 	sh.reroute([]string{name}, "")
 }
 
@@ -299,6 +301,7 @@ func (sh *shards) redirect(reply string) {
 	}
 	sh.closeIdle()
 	sh.mu.Unlock()
+	sh.s.hub.reset(names)
 	sh.reroute(names, f[2])
 }
 

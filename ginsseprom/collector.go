@@ -40,6 +40,10 @@ func NewCollector(s *ginsse.Sender) *Collector {
 		m("slow_closes_total", "Streams closed because their client could not keep up.", counter, func(st ginsse.Stats) float64 { return float64(st.SlowCloses) }),
 		m("redis_reconnects_total", "Times the subscription came back after losing Redis.", counter, func(st ginsse.Stats) float64 { return float64(st.Reconnects) }),
 		m("replayed_events_total", "Events sent from history to resuming streams.", counter, func(st ginsse.Stats) float64 { return float64(st.Replayed) }),
+		m("history_reads_total", "History reads sent to Redis.", counter, func(st ginsse.Stats) float64 { return float64(st.HistoryReads) }),
+		m("outage_opens_total", "Streams that answered 200 before Redis confirmed their channels, and waited for them.", counter, func(st ginsse.Stats) float64 { return float64(st.OutageOpens) }),
+		m("shed_streams_total", "Streams sent away with a retry hint because MaxStreams were open.", counter, func(st ginsse.Stats) float64 { return float64(st.Shed) }),
+		m("window_bytes", "Bytes of frames the channels' replay windows hold now.", gauge, func(st ginsse.Stats) float64 { return float64(st.WindowBytes) }),
 	}}
 }
 
