@@ -187,6 +187,10 @@ func TestInvalidOptionsNameTheField(t *testing.T) {
 		"Timeout":        {Timeout: -1},
 		"History":        {History: -1},
 		"HistoryAge":     {HistoryAge: time.Second},
+		"MaxStreams":     {MaxStreams: -1},
+		"RetryMin":       {RetryMin: -time.Second},
+		"RetryMax":       {RetryMin: 3 * time.Second, RetryMax: 2 * time.Second},
+		"ReplayWindow":   {History: 10, ReplayWindow: 11},
 	} {
 		_, err := ginsse.New(opts)
 		require.ErrorIs(t, err, ginsse.ErrInvalidOptions, field)

@@ -84,6 +84,13 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 	}
 	fromStart := from == position{}
 	t.win.prepend(seg, fromStart)
+	// Requests that came while the round read are served by it too when
+	// it reached back far enough for them.
+	batch = append(batch, t.fetch.join(from)...)
+	var last position
+	if len(seg) > 0 {
+		last = seg[len(seg)-1].pos
+	}
 	var again []*fetchReq
 	for _, r := range batch {
 		i, found := slices.BinarySearchFunc(seg, r.from, func(f *frame, p position) int { return f.pos.compare(p) })
@@ -92,6 +99,9 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 			r.start = 0
 		case found:
 			r.start = i + 1
+		case r.from != from && last.less(r.from):
+			again = append(again, r) // past this round: a round of its own
+			continue
 		case !r.exact:
 			r.start = i
 		case fromStart:
@@ -113,6 +123,23 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 		t.fetch.mu.Unlock()
 	}
 	return true
+}
+
+// join takes the waiting requests that a round read from from covers.
+func (f *fetcher) join(from position) []*fetchReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var joined []*fetchReq
+	kept := f.waiting[:0]
+	for _, r := range f.waiting {
+		if !r.from.less(from) {
+			joined = append(joined, r)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	f.waiting = kept
+	return joined
 }
 
 // readSpan reads the history of t from from, inclusive (zero: from the

@@ -65,9 +65,17 @@ func redisConnections(t testing.TB, admin *redis.Client) int {
 }
 
 func TestRealRedis500StreamsUseAHandfulOfConnections(t *testing.T) {
+	for _, history := range []int{0, 1000} {
+		t.Run("history="+strconv.Itoa(history), func(t *testing.T) { streamsOnFewConnections(t, history) })
+	}
+}
+
+// streamsOnFewConnections opens 500 streams on 5 channels, publishes, and
+// counts the connections the Sender holds, as Redis lists them.
+func streamsOnFewConnections(t *testing.T, history int) {
 	r := startRedis(t)
 	admin := r.client()
-	ts := newTestServer(t, ginsse.Options{Addr: r.Addr()})
+	ts := newTestServer(t, ginsse.Options{Addr: r.Addr(), History: history})
 	var cs []*sseClient
 	var mu sync.Mutex
 	for batch := range 10 {
@@ -91,7 +99,7 @@ func TestRealRedis500StreamsUseAHandfulOfConnections(t *testing.T) {
 	}
 	n := redisConnections(t, admin)
 	assert.LessOrEqual(t, n, 4, "connections held by the Sender with 500 streams open")
-	t.Logf("500 streams, %d Redis connections", n)
+	t.Logf("500 streams, history %d: %d Redis connections", history, n)
 	for _, c := range cs {
 		c.close()
 	}
