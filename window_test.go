@@ -239,4 +239,3 @@ func TestExactlyOnceAcrossTheSeamsWhilePublishing(t *testing.T) {
 	all := resumeStream(t, ts.URL+"/stream", "0")
 	assert.Equal(t, numbers(0, total-1), data(t, all, total), "Last-Event-ID 0 replays everything retained")
 }
-
