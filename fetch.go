@@ -163,15 +163,8 @@ func (s *Sender) readSpan(t *topic, from position) ([]*frame, bool) {
 			return seg, true
 		}
 		from, inclusive = page[len(page)-1].pos, false
-		if t.win.covers(from) {
+		if _, ok := t.win.behind(from); ok {
 			return seg, true
 		}
 	}
-}
-
-// covers reports whether the window holds every entry after p.
-func (w *window) covers(p position) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.state != winCold && !p.less(w.base)
 }

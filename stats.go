@@ -1,0 +1,37 @@
+package ginsse
+
+// Stats is a snapshot of a Sender's figures since it was created.
+type Stats struct {
+	Streams       int   // streams open now
+	Channels      int   // Redis channels subscribed now
+	Published     int64 // events published by this Sender
+	PublishErrors int64 // publishes that failed
+	Delivered     int64 // frames written to clients
+	SlowCloses    int64 // streams closed because their queue overflowed
+	Reconnects    int64 // times the subscription came back after losing Redis
+	Replayed      int64 // events sent from history to resuming streams
+	HistoryReads  int64 // history reads sent to Redis (XRANGE, XREVRANGE)
+	OutageOpens   int64 // streams that answered 200 before Redis confirmed their channels, and waited
+	Shed          int64 // streams sent away with a retry hint because MaxStreams were open
+	WindowBytes   int64 // bytes of frames the channels' windows hold now
+}
+
+// Stats returns the Sender's current figures. It is cheap and safe to call
+// at any time.
+func (s *Sender) Stats() Stats {
+	streams, channels := s.hub.counts()
+	return Stats{
+		Streams:       streams,
+		Channels:      channels,
+		Published:     s.published.Load(),
+		PublishErrors: s.publishErrors.Load(),
+		Delivered:     s.delivered.Load(),
+		SlowCloses:    s.hub.slow.Load(),
+		Reconnects:    s.reconnects.Load(),
+		Replayed:      s.replayed.Load(),
+		HistoryReads:  s.historyReads.Load(),
+		OutageOpens:   s.outageOpens.Load(),
+		Shed:          s.shed.Load(),
+		WindowBytes:   s.hub.budget.held.Load(),
+	}
+}
