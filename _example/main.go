@@ -49,6 +49,7 @@ type config struct {
 	heartbeat    time.Duration
 	adminToken   string
 	history      int
+	maxStreams   int
 }
 
 func main() {
@@ -76,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("HISTORY: %w", err)
 	}
 	fs.IntVar(&cfg.history, "history", history, "events kept per channel for clients that reconnect; 0 turns it off (env HISTORY)")
+	fs.IntVar(&cfg.maxStreams, "max-streams", 0, "streams served at once; past it new ones get a retry hint (0: no limit)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -98,10 +100,19 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, Logger: log}
+	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams, Logger: log}
 	switch {
 	case cfg.redisCluster != "":
-		cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(cfg.redisCluster, ",")})
+		cluster := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: strings.Split(cfg.redisCluster, ","),
+			// Publishing and history reads need few connections per node;
+			// pipelines share them rather than a second pool of their own.
+			PoolSize:         3,
+			PipelinePoolSize: -1,
+			DialTimeout:      2 * time.Second,
+			ReadTimeout:      2 * time.Second,
+			WriteTimeout:     2 * time.Second,
+		})
 		defer cluster.Close()
 		opts.Client, opts.Sharded = cluster, true
 		log.Info("using Redis Cluster with sharded pub/sub", "nodes", cfg.redisCluster)

@@ -123,6 +123,19 @@ func TestSendWithoutRedisAnswers503(t *testing.T) {
 	assert.Contains(t, body, "redis unavailable")
 }
 
+// The stream route answers 200 while Redis is down, since a browser gives
+// up for good on a 503; the stream waits for Redis.
+func TestStreamWithoutRedisAnswers200(t *testing.T) {
+	for _, history := range []int{0, 1000} {
+		srv, mr := newDemo(t, history)
+		mr.Close()
+		resp, br := stream(t, srv.URL+"/stream?channel=outage", nil)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		assert.Equal(t, ": ok", readUntil(t, br, ":"))
+	}
+}
+
 func TestFirehoseNeedsTheToken(t *testing.T) {
 	srv, _ := newDemo(t, 0)
 	for _, u := range []string{"/stream?channel=firehose", "/stream?channel=sse&channel=firehose", "/stream?channel=firehose&token=nope"} {
@@ -157,9 +170,9 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, config{addr: "127.0.0.1:9999", heartbeat: 15 * time.Second, adminToken: "fromenv", history: 5}, cfg)
 
-	cfg, err = parseFlags([]string{"-addr", ":1", "-redis", "redis://x:1/0", "-heartbeat", "-1s", "-admin-token", "t", "-history", "0"}, io.Discard)
+	cfg, err = parseFlags([]string{"-addr", ":1", "-redis", "redis://x:1/0", "-heartbeat", "-1s", "-admin-token", "t", "-history", "0", "-max-streams", "9000"}, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, config{addr: ":1", redisURL: "redis://x:1/0", heartbeat: -time.Second, adminToken: "t"}, cfg)
+	assert.Equal(t, config{addr: ":1", redisURL: "redis://x:1/0", heartbeat: -time.Second, adminToken: "t", maxStreams: 9000}, cfg)
 
 	_, err = parseFlags([]string{"-redis", "redis://x", "-redis-cluster", "a:1"}, io.Discard)
 	assert.Error(t, err)
