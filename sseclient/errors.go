@@ -1,0 +1,64 @@
+package sseclient
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Errors that callers may branch on with errors.Is.
+var (
+	// ErrInvalidOptions marks a URL or Options that cannot work; New
+	// returns it with a message naming the field.
+	ErrInvalidOptions = errors.New("sseclient: invalid options")
+
+	// ErrStatus marks an answer with a status other than 200 (204
+	// included): a browser's EventSource gives up on it, and so does a
+	// Client unless Options.KeepRetrying is set. The *ResponseError holds
+	// the status.
+	ErrStatus = errors.New("sseclient: unexpected status")
+
+	// ErrContentType marks a 200 answer whose Content-Type is not
+	// text/event-stream. The *ResponseError holds the content type.
+	ErrContentType = errors.New("sseclient: not an event stream")
+
+	// ErrEventTooLarge marks an event whose data exceeds MaxEventSize.
+	ErrEventTooLarge = errors.New("sseclient: event too large")
+
+	// ErrLineTooLong marks a line longer than MaxEventSize plus room for
+	// its field name.
+	ErrLineTooLong = errors.New("sseclient: line too long")
+
+	// ErrEnded is what Err and Options.OnState report while a Client
+	// reconnects because the server ended the stream. It is never
+	// yielded.
+	ErrEnded = errors.New("sseclient: the server ended the stream")
+
+	// ErrBusy is yielded by Events while another loop over the same
+	// Client is running.
+	ErrBusy = errors.New("sseclient: Events is already running")
+)
+
+// ResponseError is an answer that is not an event stream: a status other
+// than 200, or a Content-Type other than text/event-stream. errors.Is
+// matches it with ErrStatus or ErrContentType.
+type ResponseError struct {
+	StatusCode  int    // the answer's status
+	ContentType string // the answer's Content-Type header, as sent
+}
+
+// Error describes the answer.
+func (e *ResponseError) Error() string {
+	if e.StatusCode != http.StatusOK {
+		return fmt.Sprintf("%v: %d %s", ErrStatus, e.StatusCode, http.StatusText(e.StatusCode))
+	}
+	return fmt.Sprintf("%v: Content-Type %q", ErrContentType, e.ContentType)
+}
+
+// Unwrap returns ErrStatus or ErrContentType.
+func (e *ResponseError) Unwrap() error {
+	if e.StatusCode != http.StatusOK {
+		return ErrStatus
+	}
+	return ErrContentType
+}
