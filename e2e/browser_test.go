@@ -114,7 +114,7 @@ func TestBrowserGuardedChannel(t *testing.T) {
 // happen while the browser has no stream.
 func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	ctx := browser(t)
-	redisURL := "redis://" + startRedisServer(t) + "/0"
+	redisURL := "redis://" + startRedisServer(t).addr + "/0"
 	ex := startExample(t, "-redis", redisURL, "-history", "1000")
 	replica := startExample(t, "-redis", redisURL, "-history", "1000")
 	navigate(t, ctx, ex.url())
@@ -263,27 +263,50 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startRedisServer runs a redis-server for the test on a free port.
-func startRedisServer(t *testing.T) string {
+// redisServer is a redis-server the test started on a loopback port,
+// without persistence.
+type redisServer struct {
+	addr, port, dir string
+	cmd             *exec.Cmd
+}
+
+// startRedisServer runs a redis-server for the test on a free port; it
+// ends with the test.
+func startRedisServer(t *testing.T) *redisServer {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("GINSSE_REQUIRE_REDIS") != "" {
 			t.Fatal("redis-server not found (GINSSE_REQUIRE_REDIS is set)")
 		}
 		t.Skip("redis-server not found: install it (apt-get install redis-server) to run this test")
 	}
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(path, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	rs := &redisServer{addr: freeAddr(t), dir: t.TempDir()}
+	_, rs.port, _ = net.SplitHostPort(rs.addr)
+	rs.start(t)
+	t.Cleanup(rs.kill)
+	return rs
+}
+
+// start runs the server on its port, empty, as after a crash without
+// persistence.
+func (rs *redisServer) start(t *testing.T) {
+	t.Helper()
+	rs.cmd = exec.Command("redis-server", "--port", rs.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", rs.dir)
+	require.NoError(t, rs.cmd.Start())
 	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", addr)
+		c, err := net.Dial("tcp", rs.addr)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond)
-	return addr
+}
+
+// kill ends the server at once, as a crash does.
+func (rs *redisServer) kill() {
+	if rs.cmd != nil {
+		_ = rs.cmd.Process.Kill()
+		_ = rs.cmd.Wait()
+		rs.cmd = nil
+	}
 }
