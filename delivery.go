@@ -40,7 +40,7 @@ type cursor struct {
 type delivery struct {
 	streamWriter
 	st     *stream
-	idSent bool   // with history: the stream's id was written once all channels found their place
+	idSent bool   // with history: the client holds an id of the stream's positions
 	buf    []byte // scratch for id lines
 }
 
@@ -90,7 +90,8 @@ func (d *delivery) step(out io.Writer) bool {
 		settled = settled && m.phase == phaseLive
 	}
 	if settled && !d.idSent {
-		// Even a client that saw no event yet resumes from here.
+		// Even a client that saw no event yet resumes from where its
+		// channels are now.
 		d.idSent = true
 		d.buf = append(d.appendID(d.buf[:0]), '\n')
 		if !d.write(out, d.buf) {
@@ -234,6 +235,7 @@ func (d *delivery) writeFrame(out io.Writer, i int, m *member, f *frame) bool {
 		return d.write(out, f.b[:f.idAt]) && d.write(out, f.b[f.idEnd:])
 	}
 	m.pos = f.pos
+	d.idSent = true // the client's Last-Event-ID is a position now
 	if len(d.st.members) == 1 {
 		return d.write(out, f.b)
 	}
