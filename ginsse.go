@@ -39,16 +39,22 @@
 // A Sender holds one Redis pub/sub connection for all its streams. It
 // subscribes a channel when the first local stream for it arrives and
 // unsubscribes when the last one leaves. Each message read from Redis is
-// encoded into a frame once, and the same bytes are queued to every stream
-// of the channel without blocking: a stream whose bounded queue overflows
-// is closed, and its browser reconnects, so one slow client never holds up
-// the others. Each stream is served by its own request goroutine, which
-// waits on its queue, one heartbeat clock shared by all streams, and the
-// request's context.
+// encoded into a frame once, into the channel's window of recent frames,
+// and every stream of the channel is woken without blocking to follow the
+// window with its own cursor: a stream that falls further behind than
+// Options.QueueSize is closed, and its browser reconnects, so one slow
+// client never holds up the others. Each stream is served by its own
+// request goroutine, which waits on its wake-up signal, one heartbeat
+// clock shared by all streams, and the request's context.
 //
-// When Redis goes away, Send fails fast with ErrUnavailable, open streams
-// stay open, and the subscription comes back by itself, resubscribing
-// every channel. Concurrent publishes are gathered into pipelines.
+// The stream route answers non-200 only for what no retry can fix (an
+// invalid channel, a guard's refusal), because a browser's EventSource
+// gives up for good on any other answer. When Redis goes away, Send fails
+// fast with ErrUnavailable, open streams stay open, new streams answer 200
+// and wait, and the subscription comes back by itself, resubscribing every
+// channel. Close and Options.MaxStreams end streams with a retry hint
+// spread over Options.RetryMin..RetryMax. Concurrent publishes are
+// gathered into pipelines.
 //
 // # Reliable delivery
 //
@@ -56,12 +62,16 @@
 // Stream, written together with the publish by one Lua script, and every
 // event's id is its position there. A browser that reconnects sends its
 // Last-Event-ID and receives every retained event after it, then the live
-// ones, with no gap and no duplicate: the stream subscribes first, replays,
-// and skips live events the replay already sent. A stream of several
-// channels gets one id holding a position per channel. A stream that falls
-// behind catches up from the history instead of being closed, and open
-// streams replay what was published while the subscription was down. An
-// id older than the history sends a "ginsse-gap" event first.
+// ones, with no gap and no duplicate. Each channel's window doubles as its
+// replay window (Options.ReplayWindow): a resume inside it is served from
+// memory, and reads that must go to Redis are made once per channel for
+// all the streams waiting, so a reconnect storm costs a few reads per
+// channel rather than one per browser. A stream of several channels gets
+// one id holding a position per channel. A stream that falls behind
+// catches up instead of being closed, and when the subscription comes back
+// each channel reads once what it missed. An id older than the history, or
+// one the stream cannot read, sends a "ginsse-gap" event first and then
+// everything retained.
 //
 // On a Redis Cluster, Options.Sharded uses sharded pub/sub with one
 // subscription connection per shard, following slot moves.
@@ -100,8 +110,9 @@ var (
 	// that cannot be encoded as JSON.
 	ErrInvalidEvent = errors.New("ginsse: invalid event")
 
-	// ErrInvalidLastEventID marks a Last-Event-ID that is not a position
-	// in the history of the stream's channels; the stream answers 400.
+	// ErrInvalidLastEventID marks a Last-Event-ID longer than any ginsse
+	// writes; the stream answers 400. Any shorter id that is not a position
+	// of the stream's channels gets a gap event and the whole history.
 	ErrInvalidLastEventID = errors.New("ginsse: invalid Last-Event-ID")
 
 	// ErrInvalidOptions marks Options that cannot work; the message names
