@@ -38,19 +38,20 @@ func main() {
 		chart     = flag.String("chart", "", "turn a JSON results file into an SVG chart on standard output")
 		publishN  = flag.Int("publish", 0, "instead of streaming, time this many publishes against redis-benchmark")
 		clients   = flag.Int("clients", 50, "concurrent publishers with -publish")
+		history   = flag.Int("history", 0, "the ginsse server's History (0: off)")
 	)
 	flag.Parse()
 	raiseFileLimit()
 	var err error
 	switch {
 	case *serveMode != "":
-		err = serve(*serveMode, *listen, *redisAddr)
+		err = serve(*serveMode, *listen, *redisAddr, *history)
 	case *chart != "":
 		err = writeChart(*chart, os.Stdout)
 	case *publishN > 0:
 		err = publishBench(os.Stdout, *redisAddr, *publishN, *clients)
 	default:
-		cfg := config{redis: *redisAddr, streams: *streams, events: *events, rate: *rate, stall: *stall, size: *size}
+		cfg := config{redis: *redisAddr, streams: *streams, events: *events, rate: *rate, stall: *stall, size: *size, history: *history}
 		err = runAll(cfg, strings.Split(*servers, ","), *runs, *jsonOut)
 	}
 	if err != nil {
