@@ -14,12 +14,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -38,14 +40,36 @@ func main() {
 		chart     = flag.String("chart", "", "turn a JSON results file into an SVG chart on standard output")
 		publishN  = flag.Int("publish", 0, "instead of streaming, time this many publishes against redis-benchmark")
 		clients   = flag.Int("clients", 50, "concurrent publishers with -publish")
-		history   = flag.Int("history", 0, "the ginsse server's History (0: off)")
+		history   = flag.Int("history", -1, "the ginsse server's History: default 1000 with -storm and -cold, 0 (off) otherwise")
+		storm     = flag.Bool("storm", false, "reconnect storm: kill the server holding the streams, restart it, and watch them resume")
+		cold      = flag.Bool("cold", false, "cold start: every stream connects at once to a running server while events flow")
+		channels  = flag.Int("channels", 1, "with -storm and -cold: channels the streams are spread over; every event goes to every channel")
+		down      = flag.Duration("down", 2*time.Second, "with -storm: how long the server stays down before its restart")
+		jitter    = flag.Duration("jitter", 3*time.Second, "with -storm: each client waits a random 0..jitter after its stream ends before reconnecting")
+		limit     = flag.Duration("limit", 90*time.Second, "with -storm and -cold: give up on the streams not caught up this long after the restart (or the cold start)")
+		seed      = flag.Uint64("seed", 1, "with -storm and -cold: seed of the clients' random delays")
+		port      = flag.Int("port", 0, "with -storm and -cold: fixed port of the server under test (0: a free one below the ephemeral range)")
+		parallel  = flag.Int("parallel", 1000, "with -storm and -cold: stream connections being opened at once, at most")
 	)
 	flag.Parse()
 	raiseFileLimit()
+	if *history < 0 {
+		*history = 0
+		if *storm || *cold {
+			*history = 1000
+		}
+	}
 	var err error
 	switch {
 	case *serveMode != "":
 		err = serve(*serveMode, *listen, *redisAddr, *history)
+	case *storm && *cold:
+		err = errors.New("-storm and -cold are two modes: choose one")
+	case *storm || *cold:
+		cfg := stormConfig{cold: *cold, redis: *redisAddr, streams: *streams, channels: *channels, rate: *rate,
+			history: *history, size: *size, down: *down, jitter: *jitter, limit: *limit, seed: *seed,
+			port: *port, parallel: *parallel}
+		err = runStorms(cfg, *runs, *jsonOut)
 	case *chart != "":
 		err = writeChart(*chart, os.Stdout)
 	case *publishN > 0:
