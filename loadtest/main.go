@@ -10,6 +10,68 @@
 // through POST /send, and reports delivery, loss, order, latency, memory
 // per stream and the Redis connections the server holds. It talks to
 // 127.0.0.0/8 only, and bounds every phase in time.
+//
+// # Reconnect storms
+//
+// -storm measures what a crash costs when history is on:
+//
+//	go run ./loadtest -storm -streams 15000 -rate 5 -history 1000 -down 2s -jitter 3s -runs 3
+//
+// One ginsse server with -history (default 1000) holds the streams on a
+// fixed loopback port (-port; by default a free one below the ephemeral
+// range); a second one on the same Redis takes the sends. The streams are
+// spread evenly over -channels channels (stream i reads channel i mod C),
+// and every event, "<seq> <unix ns> <padding>", goes to every channel,
+// -rate a second: each stream gets the same rate whatever the number of
+// channels, and the sends number rate × channels a second. Once every
+// stream has answered 200 and received an event (the set-up, where a
+// failure is retried and counted apart) and events have flowed for 2 s,
+// the server is killed with SIGKILL and restarted on the same port after
+// -down. Each client then acts as a browser's EventSource: when its stream
+// ends it waits a random 0..-jitter (from a generator seeded by -seed, the
+// run and the stream, so a seed repeats its delays), reconnects with the
+// last id it saw as Last-Event-ID, retries every 100-250 ms while it gets
+// no answer (refused, reset, timed out), and stops for good at any answer
+// other than 200. At most -parallel connections are being opened at once;
+// the answers are awaited without a bound. Events flow until 3 s after
+// every stream caught up, or until -limit after the restart.
+//
+// -cold measures the other burst: events flow into the history for 2 s,
+// then every stream connects at once to the running server.
+//
+//	go run ./loadtest -cold -streams 15000 -rate 50
+//
+// Each run prints a line; the medians of the runs follow in a table, and
+// -json keeps every run. The figures:
+//
+//   - lost: events sent to a stream's channel after its first 200 answer,
+//     until the sends stopped, that it never received; a stream stopped by
+//     a non-200 answer loses all that follow. Sends that the publishing
+//     server failed are not expected (publish errors). Given as a total,
+//     the most on one stream, the streams that lost any, and the part on
+//     streams still behind at the end. dup: events received twice.
+//   - non-200: streams stopped by such an answer, at most one each, by
+//     status. breaks: streams that ended after a 200, from the kill on (the
+//     kill ends every stream once); gaps: ginsse-gap events received;
+//     retries: requests that got no answer.
+//   - reconnected: a stream's first 200 after the restart. caught up: the
+//     first moment a stream holds every event of its channel from its
+//     first 200 up to the first event sent after the restart. Both are
+//     seconds from the restart (the start of the new server process), as
+//     p50, p99 and max over the streams that got there; ready is when the
+//     new process first answered.
+//   - history reads: the growth of Redis INFO commandstats for the stream
+//     commands that read (xrange, xrevrange, xread and any other x* read),
+//     and bytes out, of total_net_output_bytes, live events included; both
+//     from the kill until every stream caught up, or -limit. redis conns:
+//     the most the server held then. RSS: its memory before the kill and
+//     at most after. server: what the new server counted (events replayed,
+//     warnings by reason).
+//   - cold: answered, the 200 answers, and first event, each stream's first
+//     event, in seconds from the moment the streams start connecting;
+//     non-200, history reads and the rest as above, from that moment.
+//
+// Use a Redis of its own: INFO counts every client's commands.
 package main
 
 import (
