@@ -26,6 +26,7 @@ type config struct {
 	rate    float64
 	stall   int
 	size    int // bytes of padding in each event's data
+	history int // the ginsse server's Options.History
 }
 
 // Bounds of each phase.
@@ -69,12 +70,13 @@ func (r result) line() string {
 // measure starts one server, loads it, and stops it.
 func measure(mode string, cfg config) (result, error) {
 	res := result{Server: mode, Streams: cfg.streams}
-	srv, addr, err := startServer(mode, cfg.redis)
+	srv, err := startServer(mode, cfg.redis, cfg.history)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	pid := srv.Process.Pid
+	defer srv.stop()
+	addr := srv.addr
+	pid := srv.pid()
 	base := rss(pid)
 
 	h := newHistogram()
@@ -132,35 +134,63 @@ func measure(mode string, cfg config) (result, error) {
 	return res, nil
 }
 
-// startServer runs this binary as the server and waits until it answers.
-func startServer(mode, redisAddr string) (*exec.Cmd, string, error) {
+// server is a server child process.
+type server struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{} // closed once the process has exited
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// stop kills the process and waits until it is gone.
+func (s *server) stop() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// startServer runs this binary as the server on a free loopback port and
+// waits until it answers.
+func startServer(mode, redisAddr string, history int) (*server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	addr := l.Addr().String()
 	l.Close()
+	return startServerAt(mode, addr, redisAddr, history)
+}
+
+// startServerAt runs this binary as the server on addr and waits until it
+// answers, or fails as soon as the process exits (a port still taken).
+func startServerAt(mode, addr, redisAddr string, history int) (*server, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	cmd := exec.Command(self, "-serve", mode, "-listen", addr, "-redis", redisAddr)
+	cmd := exec.Command(self, "-serve", mode, "-listen", addr, "-redis", redisAddr, "-history", strconv.Itoa(history))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, err
 	}
+	s := &server{cmd: cmd, addr: addr, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/ready")
+		resp, err := hc.Get("http://" + addr + "/ready")
 		if err == nil {
 			resp.Body.Close()
-			return cmd, addr, nil
+			return s, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("server on %s exited: %v", addr, cmd.ProcessState)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return nil, "", errors.New("server did not start")
+	s.stop()
+	return nil, errors.New("server did not start")
 }
 
 // client is one open stream, read by its own goroutine.

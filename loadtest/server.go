@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,15 +26,18 @@ const (
 
 var modes = []string{modeGinsse, modePerClient, modeMemory}
 
-// serve runs one server until the process is killed.
-func serve(mode, listen, redisAddr string) error {
+// serve runs one server until the process is killed. history is the
+// ginsse server's Options.History (0: off); the others ignore it.
+func serve(mode, listen, redisAddr string, history int) error {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.GET("/ready", func(c *gin.Context) { c.Status(http.StatusNoContent) })
 	switch mode {
 	case modeGinsse:
-		s := ginsse.Register(r.Group("/stream"), ginsse.Options{Addr: redisAddr, QueueSize: 256})
+		logs := &logCounter{counts: map[string]int64{}}
+		s := ginsse.Register(r.Group("/stream"), ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs)})
 		defer s.Close()
+		r.GET("/stats", func(c *gin.Context) { c.JSON(http.StatusOK, serverStats{Stats: s.Stats(), Warnings: logs.snapshot()}) })
 		r.POST("/send", s.Middleware(), func(c *gin.Context) {
 			if err := ginsse.Send(c, "", c.Query("data"), ginsse.Channel(c.Query("channel"))); err != nil {
 				c.String(http.StatusServiceUnavailable, err.Error())
@@ -60,6 +67,50 @@ func serve(mode, listen, redisAddr string) error {
 	}
 	srv := &http.Server{Addr: listen, Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	return srv.ListenAndServe()
+}
+
+// serverStats is what GET /stats of the ginsse server answers: the
+// Sender's figures and its warnings, counted by what they say.
+type serverStats struct {
+	ginsse.Stats
+	Warnings map[string]int64
+}
+
+// logCounter is a slog.Handler that counts warnings instead of printing
+// them: a storm would print one per stream. A warning is known by its
+// message and the end of its error, the part that names no channel.
+type logCounter struct {
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+func (h *logCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h *logCounter) Handle(_ context.Context, r slog.Record) error {
+	key := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			msg := a.Value.String()
+			if i := strings.LastIndex(msg, ": "); i >= 0 {
+				msg = msg[i+2:]
+			}
+			key += ": " + msg
+		}
+		return true
+	})
+	h.mu.Lock()
+	h.counts[key]++
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logCounter) WithGroup(string) slog.Handler      { return h }
+
+func (h *logCounter) snapshot() map[string]int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.counts)
 }
 
 // perClientStream is the handler most ports of Flask-SSE write: each
