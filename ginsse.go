@@ -126,11 +126,6 @@ var (
 	ErrClosed = errors.New("ginsse: sender closed")
 )
 
-// isClientError reports whether err is the client's fault (400).
-func isClientError(err error) bool {
-	return errors.Is(err, ErrInvalidChannel) || errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrInvalidLastEventID)
-}
-
 // Register creates a Sender for opts and attaches its streaming GET route
 // at the root of group. The group's middleware guards the streams; it can
 // call Channels to see exactly which channels a request will subscribe to.

@@ -94,7 +94,7 @@ func (w *window) broke() {
 func (w *window) prepend(entries []*frame, fromStart bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.evicted || w.state == winCold || w.base == (position{}) {
+	if w.released || w.evicted || w.state == winCold || w.base == (position{}) {
 		return
 	}
 	r := w.ring.Load()
@@ -125,7 +125,6 @@ func (w *window) prepend(entries []*frame, fromStart bool) {
 type spot struct {
 	n     uint64   // the next frame to deliver
 	pos   position // the newest entry at or before the position, or base
-	ok    bool     // n and pos are set
 	wait  bool     // the window cannot tell yet
 	fetch bool     // the window does not reach back that far: read Redis
 	gap   bool     // the position is no entry of this history
@@ -143,7 +142,7 @@ func (w *window) locate(from position, exact bool) spot {
 	zero := position{}
 	if from == zero || from.less(w.base) {
 		if from == zero && w.base == zero {
-			return spot{n: w.tail, ok: true}
+			return spot{n: w.tail}
 		}
 		return spot{fetch: true}
 	}
@@ -162,12 +161,12 @@ func (w *window) locate(from position, exact bool) spot {
 			continue
 		}
 		if f.pos == from || !exact {
-			return spot{n: n, pos: f.pos, ok: true}
+			return spot{n: n, pos: f.pos}
 		}
 		return w.foreign()
 	}
 	if from == w.base || !exact {
-		return spot{n: w.tail, pos: w.base, ok: true}
+		return spot{n: w.tail, pos: w.base}
 	}
 	return w.foreign()
 }
@@ -176,7 +175,7 @@ func (w *window) locate(from position, exact bool) spot {
 // this history, so the stream gets a gap and the whole history.
 func (w *window) foreign() spot {
 	if w.base == (position{}) {
-		return spot{n: w.tail, ok: true, gap: true}
+		return spot{n: w.tail, gap: true}
 	}
 	return spot{fetch: true, gap: true}
 }

@@ -35,10 +35,13 @@ type window struct {
 	base    position // every entry after base is held; zero: the whole history
 	newest  position // the newest entry held
 	evicted bool     // frames were dropped, so none is put back before tail
-	parked  []*frame // live frames held back until the window is contiguous again
-	gen     int      // subscription losses seen
-	subGen  int      // gen when the subscription was last confirmed
-	feeding bool     // a goroutine is reading Redis to make the window contiguous
+	// released is set when the channel's last stream left: a read that
+	// was still out when it did must not put frames back in.
+	released bool
+	parked   []*frame // live frames held back until the window is contiguous again
+	gen      int      // subscription losses seen
+	subGen   int      // gen when the subscription was last confirmed
+	feeding  bool     // a goroutine is reading Redis to make the window contiguous
 }
 
 // winState tells what a history window knows.
@@ -108,6 +111,9 @@ func (w *window) at(n uint64) *frame {
 
 // push appends f. The caller holds mu.
 func (w *window) push(f *frame) {
+	if w.released {
+		return
+	}
 	n := w.head.Load()
 	r := w.ring.Load()
 	if int(n-w.tail) == len(r.slots) {
@@ -167,6 +173,7 @@ func (w *window) release() {
 	w.mu.Lock()
 	w.hub.held.Add(-w.bytes)
 	w.bytes = 0
+	w.released = true
 	w.parked = nil
 	w.mu.Unlock()
 }
