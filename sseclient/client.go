@@ -52,7 +52,7 @@ func New(rawURL string, opts Options) (*Client, error) {
 	c.reader = NewReader(nil)
 	c.reader.MaxEventSize = opts.MaxEventSize
 	c.reader.lastID = opts.LastEventID
-	c.reader.onID = c.setLastID
+	c.reader.OnLastEventID = c.setLastID
 	return c, nil
 }
 

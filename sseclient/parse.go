@@ -41,6 +41,19 @@ type Reader struct {
 	// NextRaw.
 	MaxEventSize int
 
+	// OnComment, when set, is called with the text of each comment line,
+	// everything after its leading colon: the heartbeats (": ping") a
+	// browser skips, for callers that watch a quiet stream's liveness.
+	// It runs inside Next or NextRaw and must not call them.
+	OnComment func(text string)
+
+	// OnLastEventID, when set, is called each time the last event ID
+	// changes, at the blank line that ends the frame setting it. That
+	// includes a frame with an id and no data, which dispatches no event,
+	// so a caller saving its resume position (or showing it to another
+	// goroutine) sees every move. It runs inside Next or NextRaw.
+	OnLastEventID func(id string)
+
 	lines      lineReader
 	begun      bool
 	data, typ  []byte // the data and event type buffers
@@ -52,7 +65,6 @@ type Reader struct {
 	blockRetry time.Duration // set by the event being read; -1 if none
 	skipping   bool          // dropping an event too large, up to its end
 	fix        []byte        // scratch for text with ill-formed UTF-8
-	onID       func(string)  // called when the last event ID changes
 }
 
 // NewReader returns a Reader of the event stream src.
@@ -135,7 +147,10 @@ func (r *Reader) maxEvent() int { return r.lines.max - fieldRoom }
 // field interprets one line that is not blank.
 func (r *Reader) field(line []byte) error {
 	if line[0] == ':' {
-		return nil // a comment
+		if r.OnComment != nil {
+			r.OnComment(string(r.text(line[1:])))
+		}
+		return nil
 	}
 	name, value := line, line[len(line):]
 	if i := bytes.IndexByte(line, ':'); i >= 0 {
@@ -186,8 +201,8 @@ func (r *Reader) dispatch() (RawEvent, bool) {
 	}
 	if string(r.id) != r.lastID {
 		r.lastID = string(r.id)
-		if r.onID != nil {
-			r.onID(r.lastID)
+		if r.OnLastEventID != nil {
+			r.OnLastEventID(r.lastID)
 		}
 	}
 	if len(r.data) == 0 {

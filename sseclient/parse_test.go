@@ -228,6 +228,33 @@ func TestReaderResetKeepsLastEventIDAndRetry(t *testing.T) {
 	assert.Equal(t, 20*time.Millisecond, d)
 }
 
+// The hooks see what a browser keeps to itself: comments, and last event
+// ID moves that dispatch no event.
+func TestReaderHooks(t *testing.T) {
+	stream := ": ok\r\n\r\n:\n:  two spaces\nid: 1\n\nid: 1\ndata: a\n\nid: 2\ndata: a\n\nid\n\n"
+	r := sseclient.NewReader(strings.NewReader(stream))
+	var comments, ids []string
+	r.OnComment = func(text string) { comments = append(comments, text) }
+	r.OnLastEventID = func(id string) { ids = append(ids, id+"@"+r.LastEventID()) }
+	assert.Equal(t, []sseclient.Event{ev("message", "a", "1"), ev("message", "a", "2")}, readAll(t, r))
+	assert.Equal(t, []string{" ok", "", "  two spaces"}, comments)
+	assert.Equal(t, []string{"1@1", "2@2", "@"}, ids, "an id-only frame moves it; a repeated id does not")
+}
+
+// An event dropped for its size does not move the last event ID.
+func TestReaderHookSkipsDroppedEvent(t *testing.T) {
+	r := sseclient.NewReader(strings.NewReader("id: 9\ndata: " + strings.Repeat("x", 100) + "\n\nid: 10\ndata: b\n\n"))
+	r.MaxEventSize = 50
+	var ids []string
+	r.OnLastEventID = func(id string) { ids = append(ids, id) }
+	_, err := r.Next()
+	require.ErrorIs(t, err, sseclient.ErrLineTooLong)
+	e, err := r.Next()
+	require.NoError(t, err)
+	assert.Equal(t, ev("message", "b", "10"), e)
+	assert.Equal(t, []string{"10"}, ids)
+}
+
 func TestReaderNextRawAllocatesNothing(t *testing.T) {
 	frame := []byte("event: update\nid: 1732491234567-0\ndata: {\"n\":1}\n\n")
 	r := sseclient.NewReader(&endless{b: frame})
