@@ -2,10 +2,13 @@ package ginsse_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ginsse/ginsse"
+	"github.com/ginsse/ginsse/sseclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -108,6 +111,13 @@ func FuzzFrame(f *testing.F) {
 		if retry >= 0 && e.Retry != int(retry) {
 			t.Fatalf("retry %d came back as %d", retry, e.Retry)
 		}
+		if utf8.ValidString(typ + id + data) { // sseclient decodes the rest as a browser does, to U+FFFD
+			got, err := sseclient.NewReader(strings.NewReader(string(frame))).Next()
+			want := sseclient.Event{Type: e.Type, Data: e.Data, ID: e.LastEventID, Retry: got.Retry}
+			if err != nil || got != want {
+				t.Fatalf("sseclient read %q as %+v, %v; the oracle as %+v", frame, got, err, e)
+			}
+		}
 	})
 }
 
@@ -156,4 +166,85 @@ func TestDecodePayload(t *testing.T) {
 		typ, id, retry, data := ginsse.DecodePayload(tc.raw)
 		assert.Equal(t, tc.want, ev{typ, id, retry, data}, "payload %q", tc.raw)
 	}
+}
+
+// sseParser is the encoder's oracle: a reading of the event stream
+// interpretation of the WHATWG HTML standard (section 9.2.6) written apart
+// from sseclient, so that FuzzFrame checks the two against each other.
+type sseParser struct {
+	data        strings.Builder
+	typ, lastID string
+	retry       int
+	events      []sseEvent
+}
+
+func newParser() *sseParser { return &sseParser{retry: -1} }
+
+// lineEnds normalises CRLF and CR to LF, as a browser's parser does to
+// data: what an event's data is once it arrives.
+var lineEnds = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
+// feed interprets whole lines: CRLF, LF and CR each end one.
+func (p *sseParser) feed(stream string) {
+	for len(stream) > 0 {
+		i := strings.IndexAny(stream, "\r\n")
+		if i < 0 {
+			return // an unterminated last line is ignored, as by browsers at EOF
+		}
+		p.line(stream[:i])
+		if stream[i] == '\r' && i+1 < len(stream) && stream[i+1] == '\n' {
+			i++
+		}
+		stream = stream[i+1:]
+	}
+}
+
+func (p *sseParser) line(l string) {
+	switch {
+	case l == "":
+		p.dispatch()
+		return
+	case l[0] == ':':
+		return // a comment
+	}
+	field, value, found := strings.Cut(l, ":")
+	if found {
+		value = strings.TrimPrefix(value, " ")
+	}
+	switch field {
+	case "event":
+		p.typ = value
+	case "data":
+		p.data.WriteString(value)
+		p.data.WriteByte('\n')
+	case "id":
+		if !strings.Contains(value, "\x00") {
+			p.lastID = value
+		}
+	case "retry":
+		if n, err := strconv.Atoi(value); err == nil && strings.Trim(value, "0123456789") == "" {
+			p.retry = n
+		}
+	}
+}
+
+func (p *sseParser) dispatch() {
+	if p.data.Len() == 0 {
+		p.typ = ""
+		return
+	}
+	e := sseEvent{Type: p.typ, Data: strings.TrimSuffix(p.data.String(), "\n"), LastEventID: p.lastID, Retry: p.retry}
+	if e.Type == "" {
+		e.Type = "message"
+	}
+	p.events = append(p.events, e)
+	p.data.Reset()
+	p.typ = ""
+}
+
+// parseFrames returns the events a browser dispatches for stream.
+func parseFrames(stream string) []sseEvent {
+	p := newParser()
+	p.feed(stream)
+	return p.events
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	neturl "net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/ginsse/ginsse"
+	"github.com/ginsse/ginsse/sseclient"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,89 +27,7 @@ type sseEvent struct {
 	Type        string // "message" when the frame named none
 	Data        string
 	LastEventID string
-	Retry       int // -1 when the frame set none
-}
-
-// sseParser follows the event stream interpretation of the WHATWG HTML
-// standard (section 9.2.6), so tests check what a browser would see.
-type sseParser struct {
-	data        strings.Builder
-	typ, lastID string
-	retry       int
-	events      []sseEvent
-	comments    []string
-}
-
-func newParser() *sseParser { return &sseParser{retry: -1} }
-
-// lineEnds normalises CRLF and CR to LF, as a browser's parser does to
-// data: what an event's data is once it arrives.
-var lineEnds = strings.NewReplacer("\r\n", "\n", "\r", "\n")
-
-// feed interprets whole lines: CRLF, LF and CR each end one.
-func (p *sseParser) feed(stream string) {
-	for len(stream) > 0 {
-		i := strings.IndexAny(stream, "\r\n")
-		if i < 0 {
-			return // an unterminated last line is ignored, as by browsers at EOF
-		}
-		p.line(stream[:i])
-		if stream[i] == '\r' && i+1 < len(stream) && stream[i+1] == '\n' {
-			i++
-		}
-		stream = stream[i+1:]
-	}
-}
-
-func (p *sseParser) line(l string) {
-	switch {
-	case l == "":
-		p.dispatch()
-		return
-	case l[0] == ':':
-		p.comments = append(p.comments, l[1:])
-		return
-	}
-	field, value, found := strings.Cut(l, ":")
-	if found {
-		value = strings.TrimPrefix(value, " ")
-	}
-	switch field {
-	case "event":
-		p.typ = value
-	case "data":
-		p.data.WriteString(value)
-		p.data.WriteByte('\n')
-	case "id":
-		if !strings.Contains(value, "\x00") {
-			p.lastID = value
-		}
-	case "retry":
-		if n, err := strconv.Atoi(value); err == nil && strings.Trim(value, "0123456789") == "" {
-			p.retry = n
-		}
-	}
-}
-
-func (p *sseParser) dispatch() {
-	if p.data.Len() == 0 {
-		p.typ = ""
-		return
-	}
-	e := sseEvent{Type: p.typ, Data: strings.TrimSuffix(p.data.String(), "\n"), LastEventID: p.lastID, Retry: p.retry}
-	if e.Type == "" {
-		e.Type = "message"
-	}
-	p.events = append(p.events, e)
-	p.data.Reset()
-	p.typ = ""
-}
-
-// parseFrames returns the events a browser dispatches for stream.
-func parseFrames(stream string) []sseEvent {
-	p := newParser()
-	p.feed(stream)
-	return p.events
+	Retry       int // the stream's reconnection time in ms; -1 before any retry field
 }
 
 // sseClient reads one open stream in a goroutine that ends when the
@@ -121,7 +39,7 @@ type sseClient struct {
 	done     chan struct{}
 	cancel   context.CancelFunc
 	lastID   atomic.Pointer[string] // the EventSource's last event ID
-	retry    atomic.Int64           // the last retry field, in ms; -1 before any
+	retry    atomic.Int64           // the reconnection time in ms, as of the last event or the end; -1 before any
 }
 
 // openStream connects to path on srv and requires a 200 stream.
@@ -179,30 +97,34 @@ func dialStreamWith(t testing.TB, client *http.Client, url string, header http.H
 	return c, resp.StatusCode
 }
 
+// read parses the stream with sseclient's Reader, which interprets it as
+// a browser does.
 func (c *sseClient) read() {
 	defer close(c.done)
 	defer close(c.events)
-	br := bufio.NewReader(c.resp.Body)
-	p := newParser()
+	r := sseclient.NewReader(c.resp.Body)
+	r.OnLastEventID = func(id string) { c.lastID.Store(&id) }
+	r.OnComment = func(text string) {
+		select {
+		case c.comments <- text:
+		default: // nobody listens for comments
+		}
+	}
+	retry := func() int {
+		d, ok := r.Retry()
+		if !ok {
+			return -1
+		}
+		return int(d.Milliseconds())
+	}
+	defer func() { c.retry.Store(int64(retry())) }() // a hint in the stream's last frame
 	for {
-		line, err := br.ReadString('\n')
+		e, err := r.Next()
 		if err != nil {
 			return
 		}
-		p.feed(line)
-		id := p.lastID
-		c.lastID.Store(&id)
-		c.retry.Store(int64(p.retry))
-		for _, e := range p.events {
-			c.events <- e
-		}
-		for _, cm := range p.comments {
-			select {
-			case c.comments <- cm:
-			default: // nobody listens for comments
-			}
-		}
-		p.events, p.comments = p.events[:0], p.comments[:0]
+		c.retry.Store(int64(retry()))
+		c.events <- sseEvent{Type: e.Type, Data: e.Data, LastEventID: e.ID, Retry: retry()}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ginsse/ginsse"
+	"github.com/ginsse/ginsse/sseclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -217,14 +218,11 @@ func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
 	for i := range 100 {
 		ts.publish(t, "", strconv.Itoa(i)+big)
 	}
-	p := newParser()
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
-	for len(p.events) < 100 {
-		line, err := br.ReadString('\n')
-		require.NoError(t, err, "after %d events; %+v", len(p.events), ts.Sender.Stats())
-		p.feed(line)
-	}
-	for i, e := range p.events {
+	r := sseclient.NewReader(br)
+	for i := range 100 {
+		e, err := r.Next()
+		require.NoError(t, err, "after %d events; %+v", i, ts.Sender.Stats())
 		require.True(t, e.Data == strconv.Itoa(i)+big, "event %d is %.8q, %d bytes", i, e.Data, len(e.Data))
 	}
 	st := ts.Sender.Stats()
