@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/ginsse/ginsse"
+	"github.com/ginsse/ginsse/sseclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -40,31 +39,63 @@ func post(t *testing.T, srv *httptest.Server, form url.Values) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// readUntil reads the stream until a line with prefix and returns it.
-func readUntil(t *testing.T, br *bufio.Reader, prefix string) string {
+// firstEvent reads the stream at u with sseclient, as a browser would:
+// once the Client is open, which ginsse answers after Redis confirmed the
+// subscription, it calls whenOpen, and it returns the first event.
+func firstEvent(t *testing.T, u string, opts sseclient.Options, whenOpen func()) sseclient.Event {
 	t.Helper()
-	for {
-		line, err := br.ReadString('\n')
-		require.NoError(t, err)
-		if strings.HasPrefix(line, prefix) {
-			return strings.TrimSuffix(line, "\n")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	opened := false
+	opts.OnState = func(s sseclient.StateChange) {
+		if s.State == sseclient.Open && !opened {
+			opened = true
+			whenOpen()
 		}
 	}
+	c, err := sseclient.New(u, opts)
+	require.NoError(t, err)
+	for ev, err := range c.Events(ctx) {
+		require.NoError(t, err)
+		return ev
+	}
+	panic("unreachable: Events yields an event or an error")
 }
 
-func stream(t *testing.T, u string, header http.Header) (*http.Response, *bufio.Reader) {
+// connect runs a Client of the stream at u until it opens, and returns
+// nil, or the error it stopped with: a *sseclient.ResponseError for an
+// answer a browser gives up on.
+func connect(t *testing.T, u string, header http.Header) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	opened := false
+	c, err := sseclient.New(u, sseclient.Options{Header: header, OnState: func(s sseclient.StateChange) {
+		if s.State == sseclient.Open {
+			opened = true
+			cancel()
+		}
+	}})
 	require.NoError(t, err)
-	for k, v := range header {
-		req.Header[k] = v
+	for _, err := range c.Events(ctx) {
+		if opened {
+			return nil
+		}
+		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp, bufio.NewReader(resp.Body)
+	return nil
+}
+
+// status is the status of the answer a Client stopped at; 200 if it
+// opened.
+func status(t *testing.T, err error) int {
+	t.Helper()
+	if err == nil {
+		return http.StatusOK
+	}
+	var re *sseclient.ResponseError
+	require.ErrorAs(t, err, &re)
+	return re.StatusCode
 }
 
 func TestPageSubscribesWithEventSource(t *testing.T) {
@@ -81,16 +112,14 @@ func TestPageSubscribesWithEventSource(t *testing.T) {
 func TestSendReachesStream(t *testing.T) {
 	for _, history := range []int{0, 1000} {
 		srv, _ := newDemo(t, history)
-		resp, br := stream(t, srv.URL+"/stream?channel=news", nil)
-		require.Equal(t, http.StatusOK, resp.StatusCode)
-		assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
-		readUntil(t, br, ": ok")
-		status, body := post(t, srv, url.Values{"channel": {"news"}, "event": {"greet"}, "data": {"hello\nworld"}, "retry": {"2500"}})
-		require.Equal(t, http.StatusAccepted, status, body)
-		assert.Equal(t, "event: greet", readUntil(t, br, "event:"))
-		assert.Equal(t, "retry: 2500", readUntil(t, br, "retry:"))
-		assert.Equal(t, "data: hello", readUntil(t, br, "data:"))
-		assert.Equal(t, "data: world", readUntil(t, br, "data:"))
+		ev := firstEvent(t, srv.URL+"/stream?channel=news", sseclient.Options{}, func() {
+			status, body := post(t, srv, url.Values{"channel": {"news"}, "event": {"greet"}, "data": {"hello\nworld"}, "retry": {"2500"}})
+			require.Equal(t, http.StatusAccepted, status, body)
+		})
+		assert.Equal(t, "greet", ev.Type)
+		assert.Equal(t, "hello\nworld", ev.Data)
+		assert.Equal(t, 2500*time.Millisecond, ev.Retry)
+		assert.Equal(t, history > 0, ev.ID != "", "with history on, the event carries its position")
 	}
 }
 
@@ -129,37 +158,35 @@ func TestStreamWithoutRedisAnswers200(t *testing.T) {
 	for _, history := range []int{0, 1000} {
 		srv, mr := newDemo(t, history)
 		mr.Close()
-		resp, br := stream(t, srv.URL+"/stream?channel=outage", nil)
-		assert.Equal(t, http.StatusOK, resp.StatusCode)
-		assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
-		assert.Equal(t, ": ok", readUntil(t, br, ":"))
+		assert.NoError(t, connect(t, srv.URL+"/stream?channel=outage", nil), "a 200 event stream")
 	}
 }
 
 func TestFirehoseNeedsTheToken(t *testing.T) {
 	srv, _ := newDemo(t, 0)
 	for _, u := range []string{"/stream?channel=firehose", "/stream?channel=sse&channel=firehose", "/stream?channel=firehose&token=nope"} {
-		resp, _ := stream(t, srv.URL+u, nil)
-		assert.Equal(t, http.StatusForbidden, resp.StatusCode, u)
+		assert.Equal(t, http.StatusForbidden, status(t, connect(t, srv.URL+u, nil)), u)
 	}
-	resp, _ := stream(t, srv.URL+"/stream?channel=firehose&token=letmein", nil)
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, _ = stream(t, srv.URL+"/stream?channel=firehose", http.Header{"Cookie": {"token=letmein"}})
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, _ = stream(t, srv.URL+"/stream?channel=no*pe", nil)
-	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Equal(t, http.StatusOK, status(t, connect(t, srv.URL+"/stream?channel=firehose&token=letmein", nil)))
+	assert.Equal(t, http.StatusOK, status(t, connect(t, srv.URL+"/stream?channel=firehose", http.Header{"Cookie": {"token=letmein"}})))
+	assert.Equal(t, http.StatusBadRequest, status(t, connect(t, srv.URL+"/stream?channel=no*pe", nil)))
 }
 
 func TestReconnectReplaysWhatWasMissed(t *testing.T) {
 	srv, _ := newDemo(t, 1000)
-	resp, br := stream(t, srv.URL+"/stream", nil)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	id := strings.TrimPrefix(readUntil(t, br, "id: "), "id: ")
-	resp.Body.Close()
-	status, _ := post(t, srv, url.Values{"data": {"while away"}})
-	require.Equal(t, http.StatusAccepted, status)
-	_, br = stream(t, srv.URL+"/stream", http.Header{"Last-Event-ID": {id}})
-	assert.Equal(t, "data: while away", readUntil(t, br, "data:"))
+	send := func(data string) func() {
+		return func() {
+			status, _ := post(t, srv, url.Values{"data": {data}})
+			require.Equal(t, http.StatusAccepted, status)
+		}
+	}
+	before := firstEvent(t, srv.URL+"/stream", sseclient.Options{}, send("before"))
+	require.Equal(t, "before", before.Data)
+	send("while away")()
+	// A new Client starting from the old one's last event ID, as a
+	// reloaded page's would not but a reconnecting EventSource does.
+	ev := firstEvent(t, srv.URL+"/stream", sseclient.Options{LastEventID: before.ID}, func() {})
+	assert.Equal(t, "while away", ev.Data)
 }
 
 func TestFlags(t *testing.T) {
@@ -180,15 +207,15 @@ func TestFlags(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	srv, _ := newDemo(t, 0)
-	resp, br := stream(t, srv.URL+"/stream", nil)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	readUntil(t, br, ": ok")
-	status, _ := post(t, srv, url.Values{"data": {"x"}})
-	require.Equal(t, http.StatusAccepted, status)
-	m, err := http.Get(srv.URL + "/metrics")
-	require.NoError(t, err)
-	defer m.Body.Close()
-	body, _ := io.ReadAll(m.Body)
+	var body []byte
+	firstEvent(t, srv.URL+"/stream", sseclient.Options{}, func() {
+		status, _ := post(t, srv, url.Values{"data": {"x"}})
+		require.Equal(t, http.StatusAccepted, status)
+		m, err := http.Get(srv.URL + "/metrics") // while the stream is open
+		require.NoError(t, err)
+		defer m.Body.Close()
+		body, _ = io.ReadAll(m.Body)
+	})
 	assert.Contains(t, string(body), "ginsse_open_streams 1")
 	assert.Contains(t, string(body), "ginsse_events_published_total 1")
 }
