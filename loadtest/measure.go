@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ginsse/ginsse/sseclient"
 )
 
 // config is one load: the same for every server measured.
@@ -196,6 +198,7 @@ func startServerAt(mode, addr, redisAddr string, history int) (*server, error) {
 // client is one open stream, read by its own goroutine.
 type client struct {
 	conn     net.Conn
+	body     io.Reader // the stream after its headers
 	last     atomic.Int64
 	dups     atomic.Int64
 	disorder atomic.Int64
@@ -223,7 +226,7 @@ func connectAll(clients []*client, addr string, cfg config, h *histogram) error 
 			if i < cfg.stall {
 				// A stalled client never reads again, and keeps its
 				// receive window small so the server feels it soon.
-				if tc, ok := c.conn.(*bufConn).Conn.(*net.TCPConn); ok {
+				if tc, ok := c.conn.(*net.TCPConn); ok {
 					_ = tc.SetReadBuffer(4096)
 				}
 				return
@@ -263,40 +266,26 @@ func dialStream(ctx context.Context, addr string, i, events int) (*client, error
 			break
 		}
 	}
-	c := &client{conn: &bufConn{Conn: conn, r: br}, seen: make([]uint64, events/64+1)}
+	c := &client{conn: conn, body: afterHeaders(br, conn), seen: make([]uint64, events/64+1)}
 	c.last.Store(-1)
 	return c, nil
 }
 
-// bufConn keeps the bytes already buffered while reading the headers.
-type bufConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// read parses "data: <seq> <unix nanoseconds>" lines until the stream ends.
+// read takes the events "<seq> <unix ns> <padding>" until the stream
+// ends, recording each one's latency.
 func (c *client) read(h *histogram) {
-	br := bufio.NewReaderSize(c.conn, 4096)
+	r := sseclient.NewReader(c.body)
 	for {
-		line, err := br.ReadSlice('\n')
+		e, err := r.NextRaw()
+		if errors.Is(err, sseclient.ErrEventTooLarge) || errors.Is(err, sseclient.ErrLineTooLong) {
+			continue // not one of the publisher's; the Reader skips it
+		}
 		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				continue
-			}
 			return
 		}
-		rest, ok := strings.CutPrefix(string(line), "data: ")
-		if !ok {
-			continue
-		}
 		now := time.Now().UnixNano()
-		seqText, tsText, _ := strings.Cut(strings.TrimSpace(rest), " ")
-		tsText, _, _ = strings.Cut(tsText, " ")
-		seq, err1 := strconv.Atoi(seqText)
-		ts, err2 := strconv.ParseInt(tsText, 10, 64)
-		if err1 != nil || err2 != nil || seq < 0 || seq/64 >= len(c.seen) {
+		seq, ts := sample(e.Data)
+		if seq < 0 || ts == 0 || seq/64 >= len(c.seen) {
 			continue
 		}
 		if c.seen[seq/64]&(1<<(seq%64)) != 0 {

@@ -6,12 +6,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ginsse/ginsse/sseclient"
 )
 
 // stormState is what the publisher and the clients of one storm or cold
@@ -108,10 +111,9 @@ type stormClient struct {
 	mu   sync.Mutex
 	conn net.Conn // the open connection, for the run to close at the end
 
-	seen   []uint64 // received events, a bit per seq
-	first  int      // the first event it must receive; -1 until its first 200
-	idBuf  []byte   // the SSE parser's last event ID buffer
-	lastID []byte   // the last event ID, sent as Last-Event-ID
+	seen   []uint64          // received events, a bit per seq
+	first  int               // the first event it must receive; -1 until its first 200
+	events *sseclient.Reader // kept across reconnects, with the last event ID
 
 	contig  atomic.Int64 // every expected event below this was received
 	highest atomic.Int64 // the highest seq received
@@ -131,9 +133,10 @@ type stormClient struct {
 func newStormClient(st *stormState, i int, seed, run uint64, jitter time.Duration, retry bool) *stormClient {
 	c := &stormClient{
 		i: i, ch: i % len(st.names), st: st, retry: retry, jitter: jitter,
-		rng:   rand.New(rand.NewPCG(seed, run<<32|uint64(i))),
-		seen:  make([]uint64, len(st.sentAt)/64+1),
-		first: -1,
+		rng:    rand.New(rand.NewPCG(seed, run<<32|uint64(i))),
+		seen:   make([]uint64, len(st.sentAt)/64+1),
+		first:  -1,
+		events: sseclient.NewReader(nil),
 	}
 	c.highest.Store(-1)
 	return c
@@ -263,7 +266,7 @@ func (c *stormClient) opened() {
 // streams ramp up; after the kill, and in a cold start, it is let go once
 // connected: like browsers, the clients then wait for their answers all at
 // once.
-func (c *stormClient) dial(ctx context.Context) (*bufio.Reader, int, error) {
+func (c *stormClient) dial(ctx context.Context) (io.Reader, int, error) {
 	st := c.st
 	sem := st.sem
 	select {
@@ -297,8 +300,8 @@ func (c *stormClient) dial(ctx context.Context) (*bufio.Reader, int, error) {
 	}
 	_ = conn.SetDeadline(time.Now().Add(headerTimeout))
 	req := fmt.Appendf(nil, "GET /stream?channel=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n", st.names[c.ch], st.addr)
-	if len(c.lastID) > 0 {
-		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", c.lastID)
+	if id := c.events.LastEventID(); id != "" {
+		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", id)
 	}
 	req = append(req, "\r\n"...)
 	if _, err := conn.Write(req); err != nil {
@@ -330,7 +333,7 @@ func (c *stormClient) dial(ctx context.Context) (*bufio.Reader, int, error) {
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return br, status, nil
+	return afterHeaders(br, conn), status, nil
 }
 
 // statusCode reads the code of "HTTP/1.x 200 OK"; 0 if it is not one.
@@ -355,83 +358,25 @@ func (c *stormClient) closeConn() {
 	c.mu.Unlock()
 }
 
-// read parses the event stream until it ends, following the SSE spec
-// (WHATWG HTML 9.2.6) for the fields it needs: an "id" field sets the last
-// event ID buffer, which becomes the last event ID when the event is
-// dispatched at the empty line that ends it, whether or not it has data
-// (ginsse sends an id-only frame after each replay); "event" and "data"
-// make the event. Lines end at LF (a CR before it is dropped); ginsse
-// sends no lone CR. A line longer than the buffer keeps its start, which
-// holds the seq, and loses the rest.
-func (c *stormClient) read(br *bufio.Reader) {
-	c.idBuf = append(c.idBuf[:0], c.lastID...)
-	var (
-		seq       = -1
-		hasData   bool
-		gap       bool
-		truncated bool
-	)
+// read takes the stream's events until it ends. The Reader is Reset, not
+// renewed, so that, as in a browser, the last event ID of the stream
+// before carries over and the next reconnect sends it.
+func (c *stormClient) read(body io.Reader) {
+	c.events.Reset(body)
 	for {
-		line, err := br.ReadSlice('\n')
-		if truncated { // the rest of a long line
-			truncated = errors.Is(err, bufio.ErrBufferFull)
-			if err == nil || truncated {
-				continue
-			}
-			return
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			truncated = true
-		} else if err != nil {
-			return // a partial event is not dispatched
-		}
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-		if len(line) == 0 {
-			c.lastID = append(c.lastID[:0], c.idBuf...)
-			switch {
-			case gap:
-				c.gaps++
-			case hasData:
-				c.receive(seq)
-			}
-			seq, hasData, gap = -1, false, false
-			continue
-		}
-		if line[0] == ':' {
-			continue // a comment: ": ok", ": heartbeat"
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "id":
-			if bytes.IndexByte(value, 0) < 0 {
-				c.idBuf = append(c.idBuf[:0], value...)
-			}
-		case "event":
-			gap = string(value) == "ginsse-gap"
-		case "data":
-			if !hasData {
-				seq = leadingInt(value)
-			}
-			hasData = true
+		e, err := c.events.NextRaw()
+		switch {
+		case errors.Is(err, sseclient.ErrEventTooLarge), errors.Is(err, sseclient.ErrLineTooLong):
+			continue // not one of the publisher's; the Reader skips it
+		case err != nil:
+			return // an event cut off by the end is not dispatched
+		case string(e.Type) == "ginsse-gap":
+			c.gaps++
+		default:
+			seq, _ := sample(e.Data)
+			c.receive(seq)
 		}
 	}
-}
-
-// leadingInt reads the decimal number that starts b; -1 if none.
-func leadingInt(b []byte) int {
-	n, digits := 0, 0
-	for _, ch := range b {
-		if ch < '0' || ch > '9' || digits > 9 {
-			break
-		}
-		n = n*10 + int(ch-'0')
-		digits++
-	}
-	if digits == 0 {
-		return -1
-	}
-	return n
 }
 
 // receive records one dispatched event.
