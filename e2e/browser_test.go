@@ -111,7 +111,8 @@ func TestBrowserGuardedChannel(t *testing.T) {
 // A browser reconnects by itself after the server restarts, and with
 // history on shows the events sent while it was away, exactly once. A
 // second replica on the same Redis takes those sends, so they are sure to
-// happen while the browser has no stream.
+// happen while the browser has no stream. An sseclient Client beside it
+// must do the same.
 func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	ctx := browser(t)
 	redisURL := "redis://" + startRedisServer(t).addr + "/0"
@@ -119,8 +120,11 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	replica := startExample(t, "-redis", redisURL, "-history", "1000")
 	navigate(t, ctx, ex.url())
 	waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
+	g := followWithGo(t, ex.url()+"stream")
+	waitMetric(t, ex, "ginsse_open_streams", 2)
 	ex.send(t, url.Values{"data": {"before restart"}})
 	waitJS(t, ctx, shown+`.includes('before restart')`)
+	g.waitFor(t, "before restart")
 
 	ex.stop()
 	waitJS(t, ctx, `document.getElementById('state').textContent === 'reconnecting'`)
@@ -129,11 +133,16 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	}
 	ex.start(t)
 	waitJS(t, ctx, shown+`.includes('while away 2')`)
+	g.waitFor(t, "while away 2")
 	ex.send(t, url.Values{"data": {"after"}})
 	waitJS(t, ctx, shown+`.includes('after')`)
+	g.waitFor(t, "after")
 	list := eval[[]string](t, ctx, shown)
-	assert.Equal(t, []string{"before restart", "while away 0", "while away 1", "while away 2", "after"}, list)
-	assert.Equal(t, 3.0, ex.metric(t, "ginsse_replayed_events_total"), "the missed events came from the history")
+	want := []string{"before restart", "while away 0", "while away 1", "while away 2", "after"}
+	assert.Equal(t, want, list)
+	assert.Equal(t, want, g.events(), "the Go client got what the browser showed")
+	assert.Equal(t, 2, g.opens(), "the Go client reconnected once, by itself: %v", g.history())
+	assert.Equal(t, 6.0, ex.metric(t, "ginsse_replayed_events_total"), "the missed events came from the history, to both")
 	marked := eval[[]string](t, ctx, `[...document.querySelectorAll('#events li.replayed pre')].map(p => p.textContent).reverse()`)
 	// The page marks what arrives in the first moments after a reconnect,
 	// which may include a live event sent right after.

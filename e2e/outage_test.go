@@ -50,7 +50,8 @@ func TestBrowserStreamOpenedDuringOutage(t *testing.T) {
 }
 
 // A tab whose stream is open when Redis goes away keeps it through the
-// outage and shows what is sent once Redis is back, exactly once.
+// outage and shows what is sent once Redis is back, exactly once; so does
+// an sseclient Client beside it.
 func TestBrowserStreamSurvivesOutage(t *testing.T) {
 	for _, history := range []string{"1000", "0"} {
 		t.Run("history="+history, func(t *testing.T) {
@@ -60,8 +61,11 @@ func TestBrowserStreamSurvivesOutage(t *testing.T) {
 			navigate(t, ctx, ex.url())
 			waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
 			w := watch(t, ctx, `source`) // the demo page's own EventSource
+			g := followWithGo(t, ex.url()+"stream")
+			waitMetric(t, ex, "ginsse_open_streams", 2)
 			ex.send(t, url.Values{"data": {"before"}})
 			w.waitFor(`got.includes('before')`)
+			g.waitFor(t, "before")
 
 			rs.kill()
 			require.Eventually(t, func() bool {
@@ -82,8 +86,11 @@ func TestBrowserStreamSurvivesOutage(t *testing.T) {
 			ex.sendOnceUp(t, url.Values{"data": {"after"}})
 			w.waitFor(`got.includes('after')`)
 			shownAfter := time.Since(back)
+			g.waitFor(t, "after")
 			r = w.read()
 			assert.Equal(t, []string{"before", "after"}, r.Got, "%s", r)
+			assert.Equal(t, []string{"before", "after"}, g.events(), "the Go client got what the browser did")
+			assert.Equal(t, 1, g.opens(), "the Go client's stream stayed open: %v", g.history())
 			assert.Equal(t, []string{"before", "after"}, eval[[]string](t, ctx, shown), "the page shows each event once")
 			assert.False(t, r.closed(), "the EventSource was never closed: %s", r)
 			// The subscription itself came back, not only the history reads.
