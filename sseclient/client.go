@@ -57,7 +57,10 @@ func New(rawURL string, opts Options) (*Client, error) {
 }
 
 // LastEventID returns the stream's last event ID: what the next reconnect
-// sends as Last-Event-ID.
+// sends as Last-Event-ID. An ID that no HTTP header can carry (one with a
+// control character other than tab, which net/http refuses to send) is
+// not sent, so the server starts afresh instead of the Client failing
+// every attempt.
 func (c *Client) LastEventID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -170,13 +173,18 @@ func (c *Client) attempt(ctx context.Context, yield func(Event, error) bool) (op
 		return false, err
 	}
 	c.setState(StateChange{State: Open})
-	c.reader.Reset(resp.Body)
+	body, idle := c.watch(resp.Body, cancel)
+	defer idle.stop()
+	c.reader.Reset(body)
 	for {
 		ev, err := c.reader.Next()
-		if err == io.EOF {
+		switch {
+		case err == nil:
+		case idle.fired():
+			return true, ErrIdle
+		case err == io.EOF:
 			return true, ErrEnded
-		}
-		if err != nil {
+		default:
 			return true, err
 		}
 		if !yield(ev, nil) {
@@ -199,10 +207,21 @@ func (c *Client) request(ctx context.Context) (*http.Response, error) {
 	}
 	req.Header.Set("Cache-Control", "no-cache")
 	req.Header.Del("Last-Event-ID")
-	if id := c.reader.LastEventID(); id != "" {
+	if id := c.reader.LastEventID(); id != "" && headerSafe(id) {
 		req.Header.Set("Last-Event-ID", id)
 	}
 	return c.opts.HTTPClient.Do(req)
+}
+
+// headerSafe reports whether s can be sent as a header value: net/http
+// refuses control characters other than tab.
+func headerSafe(s string) bool {
+	for i := range len(s) {
+		if b := s[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // drainLimit is how much of a refused answer's body is read, so its
@@ -217,6 +236,6 @@ func accept(resp *http.Response) error {
 	if resp.StatusCode == http.StatusOK && strings.EqualFold(strings.TrimSpace(essence), "text/event-stream") {
 		return nil
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
-	return &ResponseError{StatusCode: resp.StatusCode, ContentType: ct}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, drainLimit))
+	return &ResponseError{StatusCode: resp.StatusCode, ContentType: ct, Body: string(body)}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,10 @@ func TestEventsStopOnRefusal(t *testing.T) {
 			var re *sseclient.ResponseError
 			require.ErrorAs(t, err, &re)
 			assert.Equal(t, tc.status, re.StatusCode)
+			if tc.status != http.StatusNoContent {
+				assert.Equal(t, "data: not a stream\n\n", re.Body, "the body is kept for the reason")
+				assert.True(t, strings.HasSuffix(err.Error(), ": data: not a stream"), "on one line: %q", err.Error())
+			}
 			assert.Len(t, srv.seen(), 1, "no retry")
 			assert.Equal(t, sseclient.Closed, c.State())
 			assert.Equal(t, err, c.Err())
@@ -265,12 +270,82 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 		"negative retry":      {"http://localhost/", sseclient.Options{Retry: -time.Second}},
 		"backoff below retry": {"http://localhost/", sseclient.Options{Retry: time.Minute, MaxBackoff: time.Second}},
 		"negative size":       {"http://localhost/", sseclient.Options{MaxEventSize: -1}},
+		"negative idle":       {"http://localhost/", sseclient.Options{IdleTimeout: -1}},
+		"unsendable id":       {"http://localhost/", sseclient.Options{LastEventID: "7\n8"}},
 	} {
 		_, err := sseclient.New(tc.url, tc.opts)
 		assert.ErrorIs(t, err, sseclient.ErrInvalidOptions, name)
 	}
 	_, err := sseclient.New("https://localhost/stream", sseclient.Options{Retry: time.Minute})
 	assert.NoError(t, err, "MaxBackoff defaults to at least Retry")
+}
+
+// A stream that goes quiet past IdleTimeout is dropped and resumed; one
+// whose heartbeats keep coming is not.
+func TestEventsIdleTimeout(t *testing.T) {
+	srv := serve(t, false, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 0 {
+			stream(w, "id: 1\ndata: a\n\n") // then silence
+		} else {
+			stream(w, "data: b\n\n")
+		}
+		hold(r)
+	})
+	st := newStates()
+	c := newClient(t, srv.URL, sseclient.Options{Retry: time.Millisecond, IdleTimeout: 100 * time.Millisecond, OnState: st.record})
+	got, err := collect(testContext(t), c, 2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, []string{got[0].Data, got[1].Data})
+	assert.Equal(t, 0, <-srv.gone, "the quiet stream was dropped")
+	assert.ErrorIs(t, st.list()[2].Err, sseclient.ErrIdle)
+	assert.Equal(t, "1", srv.seen()[1].header.Get("Last-Event-ID"), "and resumed")
+
+	beating := serve(t, false, func(w http.ResponseWriter, r *http.Request, n int) {
+		stream(w, ": ok\n\n")
+		for range 10 { // 300ms, three times the IdleTimeout
+			select {
+			case <-time.After(30 * time.Millisecond):
+				stream(w, ": heartbeat\n\n")
+			case <-r.Context().Done():
+				return
+			}
+		}
+		stream(w, "data: still here\n\n")
+		hold(r)
+	})
+	c = newClient(t, beating.URL, sseclient.Options{IdleTimeout: 100 * time.Millisecond})
+	got, err = collect(testContext(t), c, 1)
+	require.NoError(t, err)
+	assert.Equal(t, "still here", got[0].Data)
+	assert.Len(t, beating.seen(), 1, "heartbeats keep a stream alive")
+}
+
+// An id that no header can carry is not sent back, so the Client
+// reconnects (afresh) instead of failing every attempt.
+func TestEventsUnsendableLastEventID(t *testing.T) {
+	srv := serve(t, false, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 0 {
+			stream(w, "id: 7\x01\ndata: a\n\n")
+			return
+		}
+		stream(w, "data: b\n\n")
+		hold(r)
+	})
+	c := newClient(t, srv.URL, sseclient.Options{Retry: time.Millisecond})
+	got, err := collect(testContext(t), c, 2)
+	require.NoError(t, err)
+	assert.Equal(t, "7\x01", got[0].ID, "the id is the stream's, as in a browser")
+	assert.Equal(t, "b", got[1].Data)
+	assert.Len(t, srv.seen(), 2)
+	assert.NotContains(t, srv.seen()[1].header, "Last-Event-Id")
+}
+
+func TestResponseErrorMessageIsOneLine(t *testing.T) {
+	err := &sseclient.ResponseError{StatusCode: 400, Body: "{\"error\":\"bad\nchannel\"}\n" + strings.Repeat("x", 300)}
+	msg := err.Error()
+	assert.True(t, strings.HasPrefix(msg, `sseclient: unexpected status: 400 Bad Request: {"error":"bad channel"} xxx`), msg)
+	assert.NotContains(t, msg, "\n")
+	assert.Less(t, len(msg), 300, "the body is cut short")
 }
 
 func TestStateString(t *testing.T) {

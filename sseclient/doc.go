@@ -41,7 +41,10 @@
 // text/event-stream, stops the Client for good, as it stops a browser;
 // Options.KeepRetrying retries after those too. State, Err and
 // Options.OnState show where the Client is: Connecting, Open,
-// Reconnecting (and why), Closed (and why).
+// Reconnecting (and why), Closed (and why). A connection that dies
+// without a word holds a browser forever; Options.IdleTimeout drops a
+// stream that sent nothing, not even a heartbeat, for that long, and
+// reconnects.
 //
 // # ginsse gaps
 //

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 )
 
 // Errors that callers may branch on with errors.Is.
@@ -34,6 +36,11 @@ var (
 	// yielded.
 	ErrEnded = errors.New("sseclient: the server ended the stream")
 
+	// ErrIdle is what Err and Options.OnState report while a Client
+	// reconnects because an open stream sent nothing for
+	// Options.IdleTimeout. It is never yielded.
+	ErrIdle = errors.New("sseclient: the stream sent nothing within IdleTimeout")
+
 	// ErrBusy is yielded by Events while another loop over the same
 	// Client is running.
 	ErrBusy = errors.New("sseclient: Events is already running")
@@ -45,14 +52,41 @@ var (
 type ResponseError struct {
 	StatusCode  int    // the answer's status
 	ContentType string // the answer's Content-Type header, as sent
+
+	// Body is the start of the answer's body, at most 4 KiB: often the
+	// reason, such as ginsse's JSON {"error": "..."} for a bad channel.
+	Body string
 }
 
-// Error describes the answer.
+// errorBodyShown is how much of Body an error message quotes.
+const errorBodyShown = 200
+
+// Error describes the answer, with the start of its body.
 func (e *ResponseError) Error() string {
+	var msg string
 	if e.StatusCode != http.StatusOK {
-		return fmt.Sprintf("%v: %d %s", ErrStatus, e.StatusCode, http.StatusText(e.StatusCode))
+		msg = fmt.Sprintf("%v: %d %s", ErrStatus, e.StatusCode, http.StatusText(e.StatusCode))
+	} else {
+		msg = fmt.Sprintf("%v: Content-Type %q", ErrContentType, e.ContentType)
 	}
-	return fmt.Sprintf("%v: Content-Type %q", ErrContentType, e.ContentType)
+	if body := printable(e.Body, errorBodyShown); body != "" {
+		msg += ": " + body
+	}
+	return msg
+}
+
+// printable is the start of s, up to n bytes, on one line: spaces for
+// control characters, so a body cannot forge lines in a log.
+func printable(s string, n int) string {
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s))
 }
 
 // Unwrap returns ErrStatus or ErrContentType.

@@ -31,7 +31,8 @@ type Options struct {
 
 	// LastEventID is sent as Last-Event-ID with the first request, to
 	// resume where an earlier client left off. Empty, the default,
-	// starts afresh.
+	// starts afresh. It must be a valid header value: no control
+	// characters but tab.
 	LastEventID string
 
 	// Retry is the reconnection time until the server sets one with a
@@ -47,6 +48,17 @@ type Options struct {
 	// to that plus 8. Default 1 MiB (DefaultMaxEventSize); negative is
 	// invalid.
 	MaxEventSize int
+
+	// IdleTimeout, when set, bounds how long an open stream may send
+	// nothing at all: no event, no comment, no heartbeat. Past it the
+	// Client drops the connection and reconnects, as after a network
+	// error (Err reports ErrIdle), so a connection that died without a
+	// word (a vanished host, a NAT that forgot it) does not hold the
+	// Client forever. Browsers have no such bound; zero, the default,
+	// means none. Set it a few times the server's heartbeat interval:
+	// ginsse's default of 15s suggests 45s. The wait for the answer's
+	// headers is the Transport's ResponseHeaderTimeout.
+	IdleTimeout time.Duration
 
 	// KeepRetrying makes the Client retry, with backoff, after answers a
 	// browser gives up on: a status other than 200 (204 included) and a
@@ -85,6 +97,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: MaxBackoff %v is below Retry %v", ErrInvalidOptions, o.MaxBackoff, o.Retry)
 	case o.MaxEventSize < 0:
 		return o, fmt.Errorf("%w: MaxEventSize is negative", ErrInvalidOptions)
+	case o.IdleTimeout < 0:
+		return o, fmt.Errorf("%w: IdleTimeout is negative", ErrInvalidOptions)
+	case !headerSafe(o.LastEventID):
+		return o, fmt.Errorf("%w: LastEventID %q holds a character no header can carry", ErrInvalidOptions, o.LastEventID)
 	}
 	return o, nil
 }
