@@ -107,6 +107,29 @@ func ExampleReader() {
 	// message "no id field" id=7
 }
 
+// The hooks show what a browser keeps to itself: the heartbeats that say a
+// quiet stream is alive, and the resume position, which an id-only frame
+// moves without an event.
+func ExampleReader_hooks() {
+	stream := ": ok\n\nid: 41\n\n: heartbeat\n\nid: 42\ndata: hello\n\n"
+	r := sseclient.NewReader(strings.NewReader(stream))
+	r.OnComment = func(text string) { fmt.Printf("comment %q\n", text) }
+	r.OnLastEventID = func(id string) { fmt.Println("save position", id) }
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			break
+		}
+		fmt.Println("event", ev.Data)
+	}
+	// Output:
+	// comment " ok"
+	// save position 41
+	// comment " heartbeat"
+	// save position 42
+	// event hello
+}
+
 // A worker that must not give up retries even after answers a browser
 // would stop on, and logs where it is.
 func ExampleNew() {
@@ -114,6 +137,7 @@ func ExampleNew() {
 		Header:       http.Header{"Authorization": {"Bearer " + "token"}},
 		KeepRetrying: true,
 		MaxBackoff:   time.Minute,
+		IdleTimeout:  45 * time.Second, // three of ginsse's default heartbeats
 		OnState: func(ch sseclient.StateChange) {
 			if ch.State == sseclient.Reconnecting {
 				log.Printf("stream: %v; retrying in %v", ch.Err, ch.Delay)
