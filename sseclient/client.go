@@ -51,7 +51,7 @@ func New(rawURL string, opts Options) (*Client, error) {
 	c := &Client{url: rawURL, opts: opts, jitter: rand.Int64N, lastID: opts.LastEventID}
 	c.reader = NewReader(nil)
 	c.reader.MaxEventSize = opts.MaxEventSize
-	c.reader.lastID = opts.LastEventID
+	c.reader.setLastEventID(opts.LastEventID)
 	c.reader.OnLastEventID = c.setLastID
 	return c, nil
 }

@@ -58,7 +58,9 @@ type Reader struct {
 	begun      bool
 	data, typ  []byte // the data and event type buffers
 	id         []byte // the last event ID buffer
-	lastID     string // the last event ID, as of the last dispatch
+	lastID     []byte // the last event ID, as of the last dispatch
+	lastStr    string // lastID as a string, made when asked for
+	strFresh   bool   // lastStr is lastID
 	typStr     string // the last Type Next returned, reused while it repeats
 	retry      time.Duration
 	retrySet   bool
@@ -88,7 +90,20 @@ func (r *Reader) Reset(src io.Reader) {
 // LastEventID returns the stream's last event ID as of the last blank
 // line: what a reconnecting browser sends as Last-Event-ID. An id-only
 // frame ("id: 7", then a blank line) changes it without an event.
-func (r *Reader) LastEventID() string { return r.lastID }
+//
+// The string is made when asked for, not at each event, so that NextRaw
+// allocates nothing on a stream whose every event has a new id.
+func (r *Reader) LastEventID() string {
+	if !r.strFresh {
+		r.lastStr, r.strFresh = string(r.lastID), true
+	}
+	return r.lastStr
+}
+
+// setLastEventID sets the last event ID, as a stream's id would.
+func (r *Reader) setLastEventID(id string) {
+	r.lastID, r.lastStr, r.strFresh = append(r.lastID[:0], id...), id, true
+}
 
 // Retry returns the reconnection time the stream last set with a valid
 // retry field, and false if it set none.
@@ -105,7 +120,7 @@ func (r *Reader) Next() (Event, error) {
 	if string(raw.Type) != r.typStr {
 		r.typStr = string(raw.Type)
 	}
-	return Event{Type: r.typStr, Data: string(raw.Data), ID: r.lastID, Retry: raw.Retry}, nil
+	return Event{Type: r.typStr, Data: string(raw.Data), ID: r.LastEventID(), Retry: raw.Retry}, nil
 }
 
 // NextRaw is Next without allocating: the event it returns is valid only
@@ -199,10 +214,10 @@ func (r *Reader) dispatch() (RawEvent, bool) {
 		r.skipping = false
 		return RawEvent{}, false
 	}
-	if string(r.id) != r.lastID {
-		r.lastID = string(r.id)
+	if !bytes.Equal(r.id, r.lastID) {
+		r.lastID, r.strFresh = append(r.lastID[:0], r.id...), false
 		if r.OnLastEventID != nil {
-			r.OnLastEventID(r.lastID)
+			r.OnLastEventID(r.LastEventID())
 		}
 	}
 	if len(r.data) == 0 {
