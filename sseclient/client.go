@@ -187,7 +187,10 @@ func (c *Client) attempt(ctx context.Context, yield func(Event, error) bool) (op
 		default:
 			return true, err
 		}
-		if !yield(ev, nil) {
+		idle.pause() // the loop's body taking its time is not the stream's silence
+		more := yield(ev, nil)
+		idle.resume()
+		if !more {
 			return true, errBreak
 		}
 	}

@@ -320,6 +320,25 @@ func TestEventsIdleTimeout(t *testing.T) {
 	assert.Len(t, beating.seen(), 1, "heartbeats keep a stream alive")
 }
 
+// A loop body slower than IdleTimeout is not the stream's silence.
+func TestEventsIdleTimeoutIgnoresASlowBody(t *testing.T) {
+	srv := serve(t, false, func(w http.ResponseWriter, r *http.Request, n int) {
+		stream(w, "data: a\n\n", "data: b\n\n")
+		hold(r)
+	})
+	c := newClient(t, srv.URL, sseclient.Options{IdleTimeout: 50 * time.Millisecond})
+	var got []string
+	for e, err := range c.Events(testContext(t)) {
+		require.NoError(t, err)
+		if got = append(got, e.Data); len(got) == 2 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // the application's slow work on an event
+	}
+	assert.Equal(t, []string{"a", "b"}, got)
+	assert.Len(t, srv.seen(), 1, "no reconnect")
+}
+
 // An id that no header can carry is not sent back, so the Client
 // reconnects (afresh) instead of failing every attempt.
 func TestEventsUnsendableLastEventID(t *testing.T) {

@@ -44,6 +44,20 @@ func (w *idleWatch) Read(p []byte) (int, error) {
 // fired reports whether the stream was dropped for being quiet.
 func (w *idleWatch) fired() bool { return w != nil && w.expired.Load() }
 
+// pause stops the clock while the Client is not waiting for the stream.
+func (w *idleWatch) pause() {
+	if w != nil {
+		w.timer.Stop()
+	}
+}
+
+// resume starts the quiet time again.
+func (w *idleWatch) resume() {
+	if w != nil {
+		w.timer.Reset(w.timeout)
+	}
+}
+
 func (w *idleWatch) stop() {
 	if w != nil {
 		w.timer.Stop()

@@ -50,7 +50,8 @@ type Options struct {
 	MaxEventSize int
 
 	// IdleTimeout, when set, bounds how long an open stream may send
-	// nothing at all: no event, no comment, no heartbeat. Past it the
+	// nothing at all: no event, no comment, no heartbeat. The time the
+	// loop's body takes with an event does not count. Past it the
 	// Client drops the connection and reconnects, as after a network
 	// error (Err reports ErrIdle), so a connection that died without a
 	// word (a vanished host, a NAT that forgot it) does not hold the
