@@ -323,7 +323,9 @@ func TestEventsIdleTimeout(t *testing.T) {
 // A loop body slower than IdleTimeout is not the stream's silence.
 func TestEventsIdleTimeoutIgnoresASlowBody(t *testing.T) {
 	srv := serve(t, false, func(w http.ResponseWriter, r *http.Request, n int) {
-		stream(w, "data: a\n\n", "data: b\n\n")
+		stream(w, "data: a\n\n")
+		time.Sleep(20 * time.Millisecond) // b comes in its own read, while the body works on a
+		stream(w, "data: b\n\n")
 		hold(r)
 	})
 	c := newClient(t, srv.URL, sseclient.Options{IdleTimeout: 50 * time.Millisecond})
