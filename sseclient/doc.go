@@ -64,7 +64,9 @@
 //
 // A Client runs no goroutine of its own: Events works in the goroutine
 // that ranges over it, and cancelling ctx or breaking out of the loop
-// closes the connection before the loop statement returns. A Client's
+// closes the connection before the loop statement returns. (With
+// Options.IdleTimeout, a runtime timer looks at the stream now and then;
+// it is stopped when the connection ends.) A Client's
 // State, Err and LastEventID are safe for concurrent use; one loop over
 // Events runs at a time. A Reader is not safe for concurrent use. Event,
 // State and StateChange are plain values.

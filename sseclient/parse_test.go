@@ -287,3 +287,16 @@ func BenchmarkReaderNextRaw(b *testing.B) {
 		}
 	}
 }
+
+// The watch of Options.IdleTimeout runs on every event.
+func BenchmarkIdleTimeoutPerEvent(b *testing.B) {
+	c, err := sseclient.New("http://127.0.0.1/", sseclient.Options{IdleTimeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	round := sseclient.IdleRound(c, &endless{b: []byte("data: x\n\n")}, make([]byte, 64))
+	b.ReportAllocs()
+	for b.Loop() {
+		round()
+	}
+}
