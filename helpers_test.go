@@ -115,15 +115,16 @@ func (c *sseClient) read() {
 		if !ok {
 			return -1
 		}
-		return int(d.Milliseconds())
+		ms := int(d.Milliseconds())
+		c.retry.Store(int64(ms))
+		return ms
 	}
-	defer func() { c.retry.Store(int64(retry())) }() // a hint in the stream's last frame
+	defer retry() // a hint in the stream's last frame
 	for {
 		e, err := r.Next()
 		if err != nil {
 			return
 		}
-		c.retry.Store(int64(retry()))
 		c.events <- sseEvent{Type: e.Type, Data: e.Data, LastEventID: e.ID, Retry: retry()}
 	}
 }

@@ -83,7 +83,7 @@ func connect(t *testing.T, u string, header http.Header) error {
 		}
 		return err
 	}
-	return nil
+	panic("unreachable: Events yields an event or an error")
 }
 
 // status is the status of the answer a Client stopped at; 200 if it

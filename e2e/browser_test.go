@@ -30,11 +30,7 @@ func browser(t *testing.T) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		msg := "chromium not found: install it (apt-get install chromium) to run the browser tests"
-		if os.Getenv("GINSSE_REQUIRE_BROWSER") != "" {
-			t.Fatal(msg + " (GINSSE_REQUIRE_BROWSER is set)")
-		}
-		t.Skip(msg)
+		missing(t, "chromium not found: install it (apt-get install chromium) to run the browser tests")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -52,6 +48,16 @@ func browser(t *testing.T) context.Context {
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 	return ctx
+}
+
+// missing skips a test whose client is not installed, or fails it when
+// GINSSE_REQUIRE_BROWSER is set, as CI does.
+func missing(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("GINSSE_REQUIRE_BROWSER") != "" {
+		t.Fatal(msg + " (GINSSE_REQUIRE_BROWSER is set)")
+	}
+	t.Skip(msg)
 }
 
 // waitJS waits until the page's expression is true.
