@@ -140,11 +140,10 @@ func followWithGo(t *testing.T, u string) *follower {
 // npmDir holds the Node.js follower and its locked dependencies.
 const npmDir = "npm"
 
-// followWithNode reads the stream at u with the npm eventsource package
-// (e2e/npm/follow.mjs) until the test ends. Without node or the installed
-// package (npm ci --prefix e2e/npm) the test skips, unless
-// GINSSE_REQUIRE_BROWSER is set.
-func followWithNode(t *testing.T, u string) *follower {
+// needNode returns the node binary, once the npm eventsource package is
+// installed (npm ci --prefix e2e/npm). Without either the test skips,
+// before it starts anything, unless GINSSE_REQUIRE_BROWSER is set.
+func needNode(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err == nil {
@@ -153,6 +152,13 @@ func followWithNode(t *testing.T, u string) *follower {
 	if err != nil {
 		missing(t, "the npm eventsource client is not installed (needs node, then: npm ci --prefix e2e/npm): "+err.Error())
 	}
+	return node
+}
+
+// followWithNode reads the stream at u with the npm eventsource package
+// (e2e/npm/follow.mjs), run by node, until the test ends.
+func followWithNode(t *testing.T, node, u string) *follower {
+	t.Helper()
 	f := newFollower("npm eventsource")
 	cmd := exec.Command(node, "follow.mjs", u)
 	cmd.Dir = npmDir

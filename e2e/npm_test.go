@@ -14,10 +14,11 @@ import (
 // restarts, honouring its retry hint, and gets the events sent while it
 // was away, exactly once, as Chromium does.
 func TestNodeEventSourceReconnectsAfterRestart(t *testing.T) {
+	node := needNode(t)
 	redisURL := "redis://" + startRedisServer(t).addr + "/0"
 	ex := startExample(t, "-redis", redisURL, "-history", "1000")
 	replica := startExample(t, "-redis", redisURL, "-history", "1000")
-	f := followWithNode(t, ex.url()+"stream")
+	f := followWithNode(t, node, ex.url()+"stream")
 	f.waitUntil(t, "open", func() bool { return f.opens() == 1 })
 	ex.send(t, url.Values{"data": {"before restart"}})
 	f.waitFor(t, "before restart")
@@ -40,24 +41,26 @@ func TestNodeEventSourceReconnectsAfterRestart(t *testing.T) {
 
 // A guard's refusal is final for the npm client too; the token lets it in.
 func TestNodeEventSourceRefusedByGuard(t *testing.T) {
+	node := needNode(t)
 	ex := startExample(t)
-	f := followWithNode(t, ex.url()+"stream?channel=firehose")
+	f := followWithNode(t, node, ex.url()+"stream?channel=firehose")
 	f.waitUntil(t, "a state", func() bool { return len(f.history()) > 0 })
 	assert.Equal(t, "closed", f.history()[0], "a 403 closes the EventSource for good")
 	assert.True(t, strings.Contains(f.why(), "403"), "why: %q", f.why())
 	t.Logf("refused: %q", f.why())
 
-	ok := followWithNode(t, ex.url()+"stream?channel=firehose&token=letmein")
+	ok := followWithNode(t, node, ex.url()+"stream?channel=firehose&token=letmein")
 	ok.waitUntil(t, "open", func() bool { return ok.opens() == 1 })
 }
 
 // An npm client that connects while Redis is down gets a 200 after the
 // Sender's Timeout, stays open, and gets what is sent once Redis is back.
 func TestNodeEventSourceOpenedDuringOutage(t *testing.T) {
+	node := needNode(t)
 	rs := startRedisServer(t)
 	ex := startExample(t, "-redis", "redis://"+rs.addr+"/0", "-history", "1000")
 	rs.kill()
-	f := followWithNode(t, ex.url()+"stream?channel=outage")
+	f := followWithNode(t, node, ex.url()+"stream?channel=outage")
 	f.waitUntil(t, "open", func() bool { return f.opens() == 1 })
 	assert.Equal(t, 1.0, ex.metric(t, "ginsse_outage_opens_total"), "it opened before Redis confirmed it")
 
