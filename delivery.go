@@ -182,12 +182,11 @@ func (d *delivery) writeFetched(out io.Writer, i int, m *member, budget *int) (o
 		*budget--
 	}
 	m.req = nil
-	m.phase, m.from, m.exact = phaseLocate, m.pos, false
-	if base, ok := m.t.win.behind(m.pos); !ok {
-		// Redis no longer holds what joins the two (it lost its data):
-		// the stream goes on from the window, after a gap.
-		m.from, m.gap = base, true
-	}
+	// Back to the window from the newest entry written. If the window
+	// moved on meanwhile (a slow reader), locate asks Redis again from
+	// that entry: only Redis can say it is gone, and then the next round
+	// owes the gap. The window having moved proves nothing.
+	m.phase, m.from, m.exact = phaseLocate, m.pos, m.pos != (position{})
 	return true, false
 }
 
