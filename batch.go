@@ -110,9 +110,8 @@ func (b *batcher) send(batch []*publishReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
 	cmds := b.pipeline(ctx, batch, false)
-	if s.opts.History > 0 && noScript(cmds) {
-		// Redis restarted and forgot the script: send it whole once.
-		cmds = b.pipeline(ctx, batch, true)
+	if s.opts.History > 0 {
+		b.retryNoScript(ctx, batch, cmds)
 	}
 	if cc, ok := s.client.(*redis.ClusterClient); ok && failedToReach(cmds) {
 		// go-redis does not reload the slots after a pipeline to a dead
@@ -151,13 +150,33 @@ func (b *batcher) pipeline(ctx context.Context, batch []*publishReq, eval bool) 
 	return cmds
 }
 
-func noScript(cmds []redis.Cmder) bool {
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			return true
+// retryNoScript sends again, script and all, exactly the commands that
+// failed with NOSCRIPT: a Redis that restarted, or a replica promoted
+// after a failover (Redis does not replicate scripts), ran none of them.
+// The commands that succeeded, on other shards of a cluster perhaps, are
+// not sent again: their events are in Redis already, and a second copy
+// would get a new id that no Last-Event-ID could filter.
+func (b *batcher) retryNoScript(ctx context.Context, batch []*publishReq, cmds []redis.Cmder) {
+	var idx []int
+	for i, c := range cmds {
+		if isNoScript(c.Err()) {
+			idx = append(idx, i)
 		}
 	}
-	return false
+	if len(idx) == 0 {
+		return
+	}
+	again := make([]*publishReq, len(idx))
+	for j, i := range idx {
+		again[j] = batch[i]
+	}
+	for j, c := range b.pipeline(ctx, again, true) {
+		cmds[idx[j]] = c
+	}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // failedToReach reports whether a command failed without a reply from
