@@ -26,16 +26,19 @@ type publishReq struct {
 	done    chan error
 }
 
-var reqPool = sync.Pool{New: func() any { return &publishReq{done: make(chan error, 1)} }}
+func newPublishReq() any { return &publishReq{done: make(chan error, 1)} }
 
 // batcher owns the goroutines that send pipelines; they end at Close.
 type batcher struct {
 	s    *Sender
 	reqs chan *publishReq
+	// pool is the Sender's own: a request's channel never outlives the
+	// Sender that made it (nor leaves a testing/synctest bubble).
+	pool sync.Pool
 }
 
 func (s *Sender) startBatcher() {
-	b := &batcher{s: s, reqs: make(chan *publishReq, publishQueueLen)}
+	b := &batcher{s: s, reqs: make(chan *publishReq, publishQueueLen), pool: sync.Pool{New: newPublishReq}}
 	s.batch = b
 	for range publishWorkers {
 		s.wg.Add(1)
@@ -45,21 +48,21 @@ func (s *Sender) startBatcher() {
 
 // publish hands one payload to the workers and waits for its result.
 func (b *batcher) publish(ctx context.Context, channel string, payload []byte) error {
-	r := reqPool.Get().(*publishReq)
+	r := b.pool.Get().(*publishReq)
 	r.ctx, r.channel, r.payload = ctx, channel, payload
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
-		reqPool.Put(r)
+		b.pool.Put(r)
 		return ctx.Err()
 	case <-b.s.quit:
-		reqPool.Put(r)
+		b.pool.Put(r)
 		return ErrClosed
 	}
 	select {
 	case err := <-r.done:
 		r.ctx, r.payload = nil, nil
-		reqPool.Put(r)
+		b.pool.Put(r)
 		return err
 	case <-b.s.quit:
 		// The workers may be gone. A worker may also still answer r, so
