@@ -78,19 +78,22 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 			from = r.from
 		}
 	}
-	seg, ok := s.readSpan(t, from)
+	seg, end, ok := s.readSpan(t, from)
 	if !ok {
 		return false
 	}
 	fromStart := from == position{}
-	t.win.prepend(seg, fromStart)
-	// Requests that came while the round read are served by it too when
-	// it reached back far enough for them.
-	batch = append(batch, t.fetch.join(from)...)
 	var last position
 	if len(seg) > 0 {
 		last = seg[len(seg)-1].pos
 	}
+	if end {
+		t.win.lostBefore(last)
+	}
+	t.win.prepend(seg, fromStart)
+	// Requests that came while the round read are served by it too when
+	// it reached back far enough for them.
+	batch = append(batch, t.fetch.join(from)...)
 	var again []*fetchReq
 	for _, r := range batch {
 		i, found := slices.BinarySearchFunc(seg, r.from, func(f *frame, p position) int { return f.pos.compare(p) })
@@ -143,11 +146,10 @@ func (f *fetcher) join(from position) []*fetchReq {
 }
 
 // readSpan reads the history of t from from, inclusive (zero: from the
-// start), a page at a time, until it reaches what the window holds or the
-// end of the history. It retries while Redis fails, and reports false when
-// the channel or the Sender went away first.
-func (s *Sender) readSpan(t *topic, from position) ([]*frame, bool) {
-	var seg []*frame
+// start), a page at a time, until it reaches what the window holds or,
+// as end reports, the end of the history. It retries while Redis fails,
+// and reports false when the channel or the Sender went away first.
+func (s *Sender) readSpan(t *topic, from position) (seg []*frame, end, ok bool) {
 	inclusive := true
 	for {
 		var page []*frame
@@ -156,15 +158,18 @@ func (s *Sender) readSpan(t *topic, from position) ([]*frame, bool) {
 			page, full, err = s.pageFrom(ctx, t.name, from, inclusive)
 			return err
 		}) {
-			return nil, false
+			return nil, false, false
 		}
 		seg = append(seg, page...)
-		if !full || len(seg) > s.opts.History+replayPage {
-			return seg, true
+		if !full {
+			return seg, true, true
+		}
+		if len(seg) > s.opts.History+replayPage {
+			return seg, false, true
 		}
 		from, inclusive = page[len(page)-1].pos, false
 		if _, ok := t.win.behind(from); ok {
-			return seg, true
+			return seg, false, true
 		}
 	}
 }
