@@ -88,7 +88,7 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 		last = seg[len(seg)-1].pos
 	}
 	if end {
-		t.win.lostBefore(last)
+		t.win.lostBefore(from, last)
 	}
 	t.win.prepend(seg, fromStart)
 	// Requests that came while the round read are served by it too when

@@ -180,17 +180,19 @@ func (w *window) foreign() spot {
 	return spot{fetch: true, gap: true}
 }
 
-// lostBefore takes in a read that reached the end of the history, whose
-// newest entry was last (zero: none), without meeting the window's base.
+// lostBefore takes in a read from from that reached the end of the
+// history, whose newest entry was last (zero: none), without meeting the
+// window's base. Only a read that started at or before base tells: one
+// from later (a future id) says nothing of the entries before it.
 // Redis no longer holds what the window does — it restarted without
 // persistence, or the history was trimmed below the window — so nothing
 // older than the window is left to read: the window now stands for the
 // whole history. Without this a stream before base would ask Redis again,
 // forever, for entries Redis says it does not have.
-func (w *window) lostBefore(last position) {
+func (w *window) lostBefore(from, last position) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.state != winCold && w.base != (position{}) && last.less(w.base) {
+	if w.state != winCold && w.base != (position{}) && !w.base.less(from) && last.less(w.base) {
 		w.base = position{}
 	}
 }
