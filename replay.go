@@ -11,7 +11,10 @@ func (w *window) seed(entries []*frame, whole bool) {
 	for _, f := range entries {
 		w.push(f)
 	}
-	if !whole && len(entries) > 0 {
+	// Entries before the first are not held; neither are those the
+	// pushes dropped when ReplayMemory was short, which moved base past
+	// it already.
+	if !whole && len(entries) > 0 && w.base.less(entries[0].pos) {
 		w.base = entries[0].pos
 	}
 	w.state = winSeeded
