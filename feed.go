@@ -2,6 +2,7 @@ package ginsse
 
 import (
 	"context"
+	"time"
 )
 
 // subscribe adds st to the hub under names and subscribes the channels
@@ -97,6 +98,37 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) {
 		s.log.Warn("ginsse: subscribe failed; streams wait for Redis", "channels", names, "err", err)
 		if sh, ok := s.sub.(*shards); ok {
 			s.goOwned(func() { sh.reroute(names, "") })
+		} else {
+			s.goOwned(func() { s.retrySubscribe(names) })
+		}
+	}
+}
+
+// retrySubscribe sends a failed SUBSCRIBE again until it goes out or no
+// stream wants the channels. go-redis keeps a channel whose SUBSCRIBE
+// failed, but when the failure made it reconnect, the new connection
+// subscribed only the channels it had before: without this the channel
+// would stay unsubscribed until the connection was lost once more.
+func (s *Sender) retrySubscribe(names []string) {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+		s.subMu.Lock()
+		want := s.hub.wanted(names)
+		var err error
+		if len(want) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+			err = s.sub.subscribe(ctx, want)
+			cancel()
+		}
+		s.subMu.Unlock()
+		if len(want) == 0 || err == nil {
+			return
 		}
 	}
 }
