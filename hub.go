@@ -174,7 +174,8 @@ func (h *hub) unsent(names []string) {
 func (h *hub) confirm(name string) (repair *topic) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if n := h.pending[name]; n > 1 {
+	n := h.pending[name]
+	if n > 1 {
 		h.pending[name] = n - 1
 		return nil
 	}
@@ -183,10 +184,17 @@ func (h *hub) confirm(name string) (repair *topic) {
 	if t == nil || !t.sent {
 		return nil
 	}
-	if !t.done {
+	switch {
+	case !t.done:
 		t.done = true
 		close(t.ready)
 		h.wake(t)
+	case n == 0 && h.history:
+		// No SUBSCRIBE of ours is out: go-redis reconnected on its own
+		// (a SUBSCRIBE or PING met a dead connection) and subscribed
+		// again, so the live feed has a hole the loop reading it never
+		// saw as an error. The window reads it back like any loss.
+		t.win.broke()
 	}
 	if h.history && t.win.confirmed() {
 		return t
