@@ -78,6 +78,7 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 			from = r.from
 		}
 	}
+	base, _ := t.win.behind(from)
 	seg, end, ok := s.readSpan(t, from)
 	if !ok {
 		return false
@@ -88,7 +89,7 @@ func (s *Sender) serveRound(t *topic, batch []*fetchReq) bool {
 		last = seg[len(seg)-1].pos
 	}
 	if end {
-		t.win.lostBefore(from, last)
+		t.win.lostBefore(from, last, base)
 	}
 	t.win.prepend(seg, fromStart)
 	// Requests that came while the round read are served by it too when

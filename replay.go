@@ -184,24 +184,27 @@ func (w *window) foreign() spot {
 }
 
 // lostBefore takes in a read from from that reached the end of the
-// history, whose newest entry was last (zero: none), without meeting the
-// window's base. Only a read that started at or before base tells: one
-// from later (a future id) says nothing of the entries before it.
-// Redis no longer holds what the window does — it restarted without
-// persistence, or the history was trimmed below the window — so nothing
-// older than the window is left to read: the window now stands for the
-// whole history. Without this a stream before base would ask Redis again,
+// history, whose newest entry was last (zero: none), and base, the
+// window's base when the read began. Only a read that started at or
+// before that base tells, and only against it: the window goes on taking
+// live entries while the read is out, so its base then may be newer than
+// anything Redis had to give. If Redis's newest entry was older than an
+// entry the window held before the read, Redis no longer holds what the
+// window does — it restarted without persistence — so nothing older than
+// the window is left to read: the window now stands for the whole
+// history. Without this a stream before base would ask Redis again,
 // forever, for entries Redis says it does not have.
-func (w *window) lostBefore(from, last position) {
+func (w *window) lostBefore(from, last, base position) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.state != winCold && w.base != (position{}) && !w.base.less(from) && last.less(w.base) {
-		w.base = position{}
+	zero := position{}
+	if w.state != winCold && w.base != zero && base != zero && !base.less(from) && last.less(base) {
+		w.base = zero
 	}
 }
 
 // behind reports whether the window holds every entry after p, and
-// otherwise returns its base.
+// returns its base.
 func (w *window) behind(p position) (position, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
