@@ -34,7 +34,10 @@ func (p *pipeRedis) client() *redis.Client {
 	c := redis.NewClient(&redis.Options{
 		Addr:       "127.0.0.1:6379",
 		MaxRetries: -1,
-		PoolSize:   3,
+		// Never a wait for a turn: go-redis waits with a timer from a
+		// package-wide pool, which a later seed's bubble must not select
+		// on (synctest stops the test binary when it does).
+		PoolSize: 256,
 		// RESP2: go-redis peeks a RESP3 connection for push messages
 		// under a read deadline, which the pipes do not keep.
 		Protocol: 2,
