@@ -87,7 +87,7 @@ func (r *modelRun) check(ss *session, atRest bool) {
 			if from == "" && !known && !gapped {
 				from = soft
 			}
-			if from != "" || (gapped && *modelAfterGap) {
+			if from != "" || gapped {
 				r.owed(ss, ch, from, e.id, held)
 			}
 			prev, known, gapped, soft = e.id, true, false, ""
