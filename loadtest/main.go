@@ -112,6 +112,11 @@ func main() {
 		seed      = flag.Uint64("seed", 1, "with -storm and -cold: seed of the clients' random delays")
 		port      = flag.Int("port", 0, "with -storm and -cold: fixed port of the server under test (0: a free one below the ephemeral range)")
 		parallel  = flag.Int("parallel", 1000, "with -storm and -cold: stream connections being opened at once, at most")
+		chaosRun  = flag.Bool("chaos", false, "chaos soak: two servers on a Redis of the tool's own, readers of every speed, faults on a schedule; checks every stream against what Redis holds")
+		duration  = flag.Duration("duration", 10*time.Minute, "with -chaos: how long events are sent under faults")
+		every     = flag.Duration("every", 10*time.Second, "with -chaos: time from one fault to the next")
+		users     = flag.Int("users", 50, "with -chaos: per-user channels, one stream each, besides -channels shared by -streams")
+		strict    = flag.Bool("strict", false, "with -chaos: fail when a stream lost, repeated or got a gap for an event Redis held")
 	)
 	flag.Parse()
 	raiseFileLimit()
@@ -120,6 +125,9 @@ func main() {
 		if *storm || *cold {
 			*history = 1000
 		}
+		if *chaosRun {
+			*history = 100000
+		}
 	}
 	var err error
 	switch {
@@ -127,6 +135,10 @@ func main() {
 		err = serve(*serveMode, *listen, *redisAddr, *history)
 	case *storm && *cold:
 		err = errors.New("-storm and -cold are two modes: choose one")
+	case *chaosRun:
+		cfg := chaosConfig{duration: *duration, every: *every, shared: *channels, streams: *streams, users: *users,
+			rate: *rate, history: *history, seed: *seed}
+		err = runChaos(cfg, *strict, *jsonOut)
 	case *storm || *cold:
 		cfg := stormConfig{cold: *cold, redis: *redisAddr, streams: *streams, channels: *channels, rate: *rate,
 			history: *history, size: *size, down: *down, jitter: *jitter, limit: *limit, seed: *seed,
