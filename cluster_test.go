@@ -267,7 +267,11 @@ func TestRealClusterShardedFollowsFailover(t *testing.T) {
 	node, err := client.MasterForKey(context.Background(), "alpha")
 	require.NoError(t, err)
 	replicated(t, node.Options().Addr)
+	replica := replicaOf(t, node.Options().Addr)
 	cl.kill(node.Options().Addr)
+	promoted, subscribed := failoverTimes(t, replica)
+	t.Logf("the subscription was on the promoted replica %v after it reported itself master", subscribed.Sub(promoted))
+	assert.Less(t, subscribed.Sub(promoted), time.Second, "the subscription follows the election at once, not after a background reload of the cluster table")
 	require.Eventually(t, func() bool {
 		return ts.Sender.Publish(context.Background(), "", "after", ginsse.Channel("alpha")) == nil
 	}, 30*time.Second, 200*time.Millisecond, "publishing works again once the replica took over")
@@ -294,4 +298,53 @@ func TestRealClusterShardedFollowsFailover(t *testing.T) {
 		}
 	}
 	t.Fatal("the event published after the failover never arrived")
+}
+
+// replicaOf is the address of the master's replica.
+func replicaOf(t testing.TB, master string) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: master})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "replication").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		if strings.HasPrefix(line, "slave0:") {
+			var ip, port string
+			for _, kv := range strings.Split(strings.TrimPrefix(line, "slave0:"), ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				switch k {
+				case "ip":
+					ip = v
+				case "port":
+					port = v
+				}
+			}
+			return ip + ":" + port
+		}
+	}
+	t.Fatalf("master %s has no replica: %s", master, info)
+	return ""
+}
+
+// failoverTimes watches the replica after its master died: when it
+// reported itself master, and when a sharded subscription was first on
+// it.
+func failoverTimes(t testing.TB, replica string) (promoted, subscribed time.Time) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: replica})
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && subscribed.IsZero() {
+		if promoted.IsZero() {
+			if info, err := c.Info(context.Background(), "replication").Result(); err == nil && strings.Contains(info, "role:master") {
+				promoted = time.Now()
+			}
+		}
+		if !promoted.IsZero() && shardSubscribers(t, replica) > 0 {
+			subscribed = time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.False(t, subscribed.IsZero(), "no subscription on the promoted replica")
+	return promoted, subscribed
 }

@@ -168,8 +168,11 @@ func (sh *shards) reroute(names []string, want string) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	backoff := 50 * time.Millisecond
-	for {
+	backoff := 25 * time.Millisecond
+	for try := 0; ; try++ {
+		// Route on the cluster's table as it is now: after a failover
+		// the first retry must already find the promoted replica.
+		sh.refresh()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		s.subMu.Lock()
 		err := sh.subscribe(ctx, s.hub.wanted(names))
@@ -179,20 +182,24 @@ func (sh *shards) reroute(names []string, want string) {
 			s.restored()
 			return
 		}
-		s.log.Warn("ginsse: redis cluster subscription", "err", err)
-		if !sh.wait(&backoff) {
+		if try == 0 {
+			s.log.Warn("ginsse: redis cluster subscription; retrying", "err", err)
+		}
+		// Short waits: each try costs one CLUSTER SLOTS, and the
+		// subscription should follow the cluster's election within
+		// about 100 ms.
+		if !sh.wait(&backoff, 50*time.Millisecond) {
 			return
 		}
-		sh.owner(names[0])
 	}
 }
 
 // owner reloads the cluster state and returns the master that owns name
 // according to it.
 func (sh *shards) owner(name string) string {
+	sh.refresh()
 	ctx, cancel := context.WithTimeout(context.Background(), sh.s.opts.Timeout)
 	defer cancel()
-	sh.cc.ReloadState(ctx)
 	node, err := sh.cc.MasterForKey(ctx, name)
 	if err != nil {
 		return ""
@@ -200,15 +207,25 @@ func (sh *shards) owner(name string) string {
 	return node.Options().Addr
 }
 
-// wait sleeps for the backoff, doubling it up to a second, and reports
-// false if the Sender closed meanwhile.
-func (sh *shards) wait(backoff *time.Duration) bool {
+// refresh reloads the cluster's slot table before it returns. go-redis's
+// ReloadState only starts a reload in the background, so a retry right
+// after it still routed on the table from before a failover;
+// ForEachMaster reloads first.
+func (sh *shards) refresh() {
+	ctx, cancel := context.WithTimeout(context.Background(), sh.s.opts.Timeout)
+	defer cancel()
+	_ = sh.cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+}
+
+// wait sleeps for the backoff, doubling it up to limit, and reports false
+// if the Sender closed meanwhile.
+func (sh *shards) wait(backoff *time.Duration, limit time.Duration) bool {
 	select {
 	case <-sh.s.quit:
 		return false
 	case <-time.After(*backoff):
 	}
-	*backoff = min(*backoff*2, time.Second)
+	*backoff = min(*backoff*2, limit)
 	return true
 }
 
