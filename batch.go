@@ -3,6 +3,7 @@ package ginsse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -29,29 +30,72 @@ type publishReq struct {
 func newPublishReq() any { return &publishReq{done: make(chan error, 1)} }
 
 // batcher owns the goroutines that send pipelines; they end at Close.
+// On a Redis Cluster each master has a lane of its own — a queue and its
+// workers — so that a dead or slow shard holds up only the publishes of
+// its own channels.
 type batcher struct {
-	s    *Sender
-	reqs chan *publishReq
+	s  *Sender
+	cc *redis.ClusterClient // nil: one lane for the one Redis
 	// pool is the Sender's own: a request's channel never outlives the
 	// Sender that made it (nor leaves a testing/synctest bubble).
-	pool sync.Pool
+	pool  sync.Pool
+	mu    sync.Mutex
+	lanes map[string]chan *publishReq // by master address; "" without a cluster
 }
 
 func (s *Sender) startBatcher() {
-	b := &batcher{s: s, reqs: make(chan *publishReq, publishQueueLen), pool: sync.Pool{New: newPublishReq}}
+	b := &batcher{s: s, pool: sync.Pool{New: newPublishReq}, lanes: map[string]chan *publishReq{}}
+	b.cc, _ = s.client.(*redis.ClusterClient)
 	s.batch = b
-	for range publishWorkers {
-		s.wg.Add(1)
-		go b.run()
+}
+
+// lane returns the queue for channel's master, starting its workers the
+// first time. The address comes from go-redis's cached slot table; when
+// it is stale, the commands still go where go-redis routes them, only
+// queued behind another master's.
+func (b *batcher) lane(ctx context.Context, channel string) (chan *publishReq, error) {
+	addr := ""
+	if b.cc != nil {
+		node, err := b.cc.MasterForKey(ctx, b.key(channel))
+		if err != nil {
+			return nil, fmt.Errorf("%w: route %q: %w", ErrUnavailable, channel, err)
+		}
+		addr = node.Options().Addr
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.lanes[addr]
+	if q == nil {
+		q = make(chan *publishReq, publishQueueLen)
+		b.lanes[addr] = q
+		for range publishWorkers {
+			if !b.s.goOwned(func() { b.run(q) }) {
+				return nil, ErrClosed
+			}
+		}
+	}
+	return q, nil
+}
+
+// key is the key whose slot decides the channel's shard: its history
+// key, or, without history, the channel itself.
+func (b *batcher) key(channel string) string {
+	if b.s.opts.History > 0 {
+		return historyKey(channel)
+	}
+	return channel
 }
 
 // publish hands one payload to the workers and waits for its result.
 func (b *batcher) publish(ctx context.Context, channel string, payload []byte) error {
+	q, err := b.lane(ctx, channel)
+	if err != nil {
+		return err
+	}
 	r := b.pool.Get().(*publishReq)
 	r.ctx, r.channel, r.payload = ctx, channel, payload
 	select {
-	case b.reqs <- r:
+	case q <- r:
 	case <-ctx.Done():
 		b.pool.Put(r)
 		return ctx.Err()
@@ -71,21 +115,21 @@ func (b *batcher) publish(ctx context.Context, channel string, payload []byte) e
 	}
 }
 
-func (b *batcher) run() {
-	defer b.s.wg.Done()
+// run sends the pipelines of one lane until the Sender closes.
+func (b *batcher) run(q chan *publishReq) {
 	batch := make([]*publishReq, 0, maxPipeline)
 	for {
 		select {
 		case <-b.s.quit:
-			b.fail()
+			b.fail(q)
 			return
-		case r := <-b.reqs:
+		case r := <-q:
 			batch = append(batch[:0], r)
 		}
 	gather:
 		for len(batch) < maxPipeline {
 			select {
-			case r := <-b.reqs:
+			case r := <-q:
 				batch = append(batch, r)
 			default:
 				break gather
@@ -96,10 +140,10 @@ func (b *batcher) run() {
 }
 
 // fail answers whatever is still queued once the Sender closes.
-func (b *batcher) fail() {
+func (b *batcher) fail(q chan *publishReq) {
 	for {
 		select {
-		case r := <-b.reqs:
+		case r := <-q:
 			r.done <- ErrClosed
 		default:
 			return
@@ -116,10 +160,10 @@ func (b *batcher) send(batch []*publishReq) {
 	if s.opts.History > 0 {
 		b.retryNoScript(ctx, batch, cmds)
 	}
-	if cc, ok := s.client.(*redis.ClusterClient); ok && failedToReach(cmds) {
+	if b.cc != nil && failedToReach(cmds) {
 		// go-redis does not reload the slots after a pipeline to a dead
 		// master fails; after a failover it would keep dialling it.
-		cc.ReloadState(ctx)
+		b.cc.ReloadState(ctx)
 	}
 	for i, r := range batch {
 		err := cmds[i].Err()

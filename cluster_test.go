@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -347,4 +348,53 @@ func failoverTimes(t testing.TB, replica string) (promoted, subscribed time.Time
 	}
 	require.False(t, subscribed.IsZero(), "no subscription on the promoted replica")
 	return promoted, subscribed
+}
+
+func TestRealClusterDeadShardDelaysOnlyItsOwnPublishes(t *testing.T) {
+	cl := startCluster(t, 0)
+	client := cl.client(t)
+	ts := newTestServer(t, ginsse.Options{Client: client, Sharded: true, History: 100, Timeout: 3 * time.Second})
+	ctx := context.Background()
+	// Two channels on two masters.
+	owner := func(ch string) string {
+		node, err := client.MasterForKey(ctx, "{"+ch+"}:history")
+		require.NoError(t, err)
+		return node.Options().Addr
+	}
+	dead, live := "alpha", ""
+	for i := range 100 {
+		if ch := "ch" + strconv.Itoa(i); owner(ch) != owner(dead) {
+			live = ch
+			break
+		}
+	}
+	require.NotEmpty(t, live)
+	ts.publish(t, "", "warm", ginsse.Channel(dead))
+	ts.publish(t, "", "warm", ginsse.Channel(live))
+	cl.kill(owner(dead))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 { // publishes to the dead shard keep its lane busy
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = ts.Sender.Publish(ctx, "", "lost", ginsse.Channel(dead))
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(100 * time.Millisecond)
+	var slowest time.Duration
+	for range 20 {
+		start := time.Now()
+		require.NoError(t, ts.Sender.Publish(ctx, "", "fine", ginsse.Channel(live)))
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("slowest of 20 publishes to a healthy shard while another is dead: %v", slowest)
+	assert.Less(t, slowest, time.Second, "a dead shard holds up only its own channels")
 }
