@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ type chaosConfig struct {
 	rate     float64       // events a second, over every channel
 	history  int
 	seed     uint64
+	cluster  bool // a 3+3 Redis Cluster instead of one Redis; its Redis fault is a master's SIGKILL
 }
 
 func (cfg chaosConfig) validate() error {
@@ -57,12 +59,21 @@ const (
 const (
 	faultServer = "server SIGKILL"
 	faultRedis  = "redis restart"
+	faultMaster = "master SIGKILL, failover"
 	faultPubSub = "CLIENT KILL TYPE pubsub"
 	faultScript = "SCRIPT FLUSH"
 	faultNone   = "before any fault"
 )
 
 var faultKinds = []string{faultServer, faultRedis, faultPubSub, faultScript}
+
+// kinds are the faults of the run, in the order the schedule takes them.
+func (cfg chaosConfig) kinds() []string {
+	if cfg.cluster {
+		return []string{faultServer, faultMaster, faultPubSub, faultScript}
+	}
+	return faultKinds
+}
 
 // fault is one fault the schedule caused.
 type fault struct {
@@ -73,8 +84,10 @@ type fault struct {
 // chaos is one run: its processes, its streams and what happened.
 type chaos struct {
 	cfg     chaosConfig
-	redis   *redisProc
-	rdb     *redis.Client
+	redis   *redisProc    // one Redis, or
+	cluster *redisCluster // a cluster
+	rdb     redis.UniversalClient
+	nodes   string // what the servers' -redis gets
 	addrs   [2]string
 	mu      sync.Mutex // guards srvs
 	srvs    [2]*server
@@ -97,11 +110,10 @@ func runChaos(cfg chaosConfig, strict bool, jsonOut string) error {
 	}
 	defer os.RemoveAll(dir)
 	c := &chaos{cfg: cfg}
-	if c.redis, err = startRedisProc(dir); err != nil {
+	if err := c.startRedis(dir); err != nil {
 		return err
 	}
-	defer c.redis.kill()
-	c.rdb = redis.NewClient(&redis.Options{Addr: c.redis.addr})
+	defer c.stopRedis()
 	defer c.rdb.Close()
 	if err := c.startServers(); err != nil {
 		return err
@@ -136,6 +148,34 @@ func runChaos(cfg chaosConfig, strict bool, jsonOut string) error {
 	return nil
 }
 
+// startRedis runs the Redis of the soak: one server, or a 3+3 cluster.
+func (c *chaos) startRedis(dir string) error {
+	if c.cfg.cluster {
+		rc, err := startRedisCluster(dir)
+		if err != nil {
+			return err
+		}
+		c.cluster, c.nodes = rc, strings.Join(rc.addrs(), ",")
+		c.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.addrs()})
+		return nil
+	}
+	p, err := startRedisProc(dir)
+	if err != nil {
+		return err
+	}
+	c.redis, c.nodes = p, p.addr
+	c.rdb = redis.NewClient(&redis.Options{Addr: p.addr})
+	return nil
+}
+
+func (c *chaos) stopRedis() {
+	if c.cluster != nil {
+		c.cluster.kill()
+	} else {
+		c.redis.kill()
+	}
+}
+
 func (c *chaos) makeChannels() {
 	id := os.Getpid()
 	for i := range c.cfg.shared {
@@ -164,7 +204,7 @@ func (c *chaos) startServers() error {
 	}
 	c.addrs = [2]string{a, b}
 	for k := range c.addrs {
-		s, err := startServerAt(modeGinsse, c.addrs[k], c.redis.addr, c.cfg.history)
+		s, err := startServerAt(modeGinsse, c.addrs[k], c.nodes, c.cfg.history)
 		if err != nil {
 			c.stopServers()
 			return fmt.Errorf("replica %d: %w", k, err)
@@ -193,7 +233,8 @@ func (c *chaos) schedule() {
 			return
 		}
 		time.Sleep(c.cfg.every)
-		kind := faultKinds[n%len(faultKinds)]
+		kinds := c.cfg.kinds()
+		kind := kinds[n%len(kinds)]
 		c.faults = append(c.faults, fault{kind: kind, at: time.Now()})
 		if err := c.cause(kind, n); err != nil {
 			fmt.Fprintf(os.Stderr, "chaos: %s: %v\n", kind, err)
@@ -209,11 +250,29 @@ func (c *chaos) cause(kind string, n int) error {
 		return c.restartServer(n / len(faultKinds) % 2)
 	case faultRedis:
 		return c.redis.restart()
+	case faultMaster:
+		return c.cluster.failover()
 	case faultPubSub:
-		return c.rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err()
+		return c.onEveryNode(ctx, func(ctx context.Context, r *redis.Client) error {
+			return r.ClientKillByFilter(ctx, "TYPE", "pubsub").Err()
+		})
 	default:
-		return c.rdb.ScriptFlush(ctx).Err()
+		return c.onEveryNode(ctx, func(ctx context.Context, r *redis.Client) error {
+			return r.ScriptFlush(ctx).Err()
+		})
 	}
+}
+
+// onEveryNode runs f on the one Redis, or on every master and replica of
+// the cluster.
+func (c *chaos) onEveryNode(ctx context.Context, f func(context.Context, *redis.Client) error) error {
+	switch r := c.rdb.(type) {
+	case *redis.ClusterClient:
+		return r.ForEachShard(ctx, f)
+	case *redis.Client:
+		return f(ctx, r)
+	}
+	return nil
 }
 
 // restartServer SIGKILLs replica k and starts it again on its port.
@@ -226,7 +285,7 @@ func (c *chaos) restartServer(k int) error {
 	time.Sleep(chaosDown)
 	deadline := time.Now().Add(restartWait)
 	for {
-		s, err := startServerAt(modeGinsse, c.addrs[k], c.redis.addr, c.cfg.history)
+		s, err := startServerAt(modeGinsse, c.addrs[k], c.nodes, c.cfg.history)
 		if err == nil {
 			c.mu.Lock()
 			c.srvs[k] = s
@@ -283,21 +342,20 @@ func (c *chaos) newestIDs() map[int]string {
 // every acknowledged event: anything a stream then misses is ginsse's.
 type redisProc struct {
 	dir, addr string
+	args      []string // beyond the port, files and persistence
 	cmd       *exec.Cmd
 	done      chan struct{}
 }
 
-func startRedisProc(dir string) (*redisProc, error) {
+func startRedisProc(dir string, args ...string) (*redisProc, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, errors.New("-chaos runs its own Redis and needs redis-server on PATH")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	p := &redisProc{dir: dir, addr: addr}
+	p := &redisProc{dir: dir, addr: addr, args: args}
 	return p, p.start()
 }
 
@@ -305,8 +363,9 @@ func (p *redisProc) start() error {
 	_, port, _ := net.SplitHostPort(p.addr)
 	deadline := time.Now().Add(redisStart)
 	for {
-		p.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "yes", "--appendfsync", "always", "--dir", p.dir, "--logfile", "")
+		args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "yes", "--appendfsync", "always", "--dir", p.dir, "--logfile", ""}, p.args...)
+		p.cmd = exec.Command("redis-server", args...)
 		p.cmd.Stdout, p.cmd.Stderr = nil, nil
 		if err := p.cmd.Start(); err != nil {
 			return fmt.Errorf("redis-server: %w", err)

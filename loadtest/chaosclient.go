@@ -191,7 +191,7 @@ type chaosPublisher struct {
 	seq  atomic.Int64
 
 	mu     sync.Mutex
-	acked  map[string]bool // by event data: answered 2xx
+	acked  map[string]time.Time // by event data: when a send was answered 2xx; zero: it failed
 	failed int
 }
 
@@ -202,7 +202,7 @@ const (
 )
 
 func startChaosPublisher(c *chaos) *chaosPublisher {
-	p := &chaosPublisher{c: c, quit: make(chan struct{}), acked: map[string]bool{}}
+	p := &chaosPublisher{c: c, quit: make(chan struct{}), acked: map[string]time.Time{}}
 	ticks := make(chan int64, 1024)
 	p.wg.Go(func() {
 		defer close(ticks)
@@ -245,8 +245,12 @@ func (p *chaosPublisher) send(hc *http.Client, seq int64) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	var at time.Time
+	if ok {
+		at = time.Now()
+	}
 	p.mu.Lock()
-	p.acked[data] = ok
+	p.acked[data] = at
 	if !ok {
 		p.failed++
 	}

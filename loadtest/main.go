@@ -90,7 +90,7 @@ func main() {
 	var (
 		serveMode = flag.String("serve", "", "run as the server of this kind (used by the generator)")
 		listen    = flag.String("listen", "127.0.0.1:0", "server address (with -serve)")
-		redisAddr = flag.String("redis", "127.0.0.1:6379", "Redis on loopback")
+		redisAddr = flag.String("redis", "127.0.0.1:6379", "Redis on loopback (with -serve, a comma-separated list is a Redis Cluster's nodes)")
 		servers   = flag.String("servers", strings.Join(modes, ","), "servers to measure, in order")
 		streams   = flag.Int("streams", 1000, "open streams")
 		events    = flag.Int("events", 100, "events to publish")
@@ -116,6 +116,7 @@ func main() {
 		duration  = flag.Duration("duration", 10*time.Minute, "with -chaos: how long events are sent under faults")
 		every     = flag.Duration("every", 10*time.Second, "with -chaos: time from one fault to the next")
 		users     = flag.Int("users", 50, "with -chaos: per-user channels, one stream each, besides -channels shared by -streams")
+		onCluster = flag.Bool("cluster", false, "with -chaos: a 3+3 Redis Cluster of the tool's own, whose Redis fault is a master's SIGKILL and the failover")
 		strict    = flag.Bool("strict", false, "with -chaos: fail when a stream lost, repeated or got a gap for an event Redis held")
 	)
 	flag.Parse()
@@ -137,7 +138,7 @@ func main() {
 		err = errors.New("-storm and -cold are two modes: choose one")
 	case *chaosRun:
 		cfg := chaosConfig{duration: *duration, every: *every, shared: *channels, streams: *streams, users: *users,
-			rate: *rate, history: *history, seed: *seed}
+			rate: *rate, history: *history, seed: *seed, cluster: *onCluster}
 		err = runChaos(cfg, *strict, *jsonOut)
 	case *storm || *cold:
 		cfg := stormConfig{cold: *cold, redis: *redisAddr, streams: *streams, channels: *channels, rate: *rate,

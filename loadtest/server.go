@@ -35,7 +35,14 @@ func serve(mode, listen, redisAddr string, history int) error {
 	switch mode {
 	case modeGinsse:
 		logs := &logCounter{counts: map[string]int64{}}
-		s := ginsse.Register(r.Group("/stream"), ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs)})
+		opts := ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs)}
+		if strings.Contains(redisAddr, ",") { // a Redis Cluster's nodes: sharded pub/sub, as the example runs it
+			cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(redisAddr, ","),
+				PoolSize: 3, PipelinePoolSize: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+			defer cluster.Close()
+			opts.Addr, opts.Client, opts.Sharded = "", cluster, true
+		}
+		s := ginsse.Register(r.Group("/stream"), opts)
 		defer s.Close()
 		r.GET("/stats", func(c *gin.Context) { c.JSON(http.StatusOK, serverStats{Stats: s.Stats(), Warnings: logs.snapshot()}) })
 		r.POST("/send", s.Middleware(), func(c *gin.Context) {
