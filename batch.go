@@ -175,27 +175,49 @@ func (b *batcher) send(batch []*publishReq) {
 }
 
 func (b *batcher) pipeline(ctx context.Context, batch []*publishReq, eval bool) []redis.Cmder {
-	s := b.s
-	pipe := s.client.Pipeline()
+	pipe := b.s.client.Pipeline()
 	for _, r := range batch {
-		switch {
-		case s.opts.History > 0:
-			keys := []string{historyKey(r.channel)}
-			args := s.historyArgs(r.channel, r.payload)
-			if eval {
-				publishScript.Eval(ctx, pipe, keys, args...)
-			} else {
-				publishScript.EvalSha(ctx, pipe, keys, args...)
-			}
-		case s.opts.Sharded:
-			pipe.SPublish(ctx, r.channel, r.payload)
-		default:
-			pipe.Publish(ctx, r.channel, r.payload)
-		}
+		_ = pipe.Process(ctx, b.command(ctx, r, eval))
 	}
 	cmds, _ := pipe.Exec(ctx)
 	return cmds
 }
+
+// command is the Redis command that publishes r: the publish script with
+// history (by its SHA, or whole when eval), else PUBLISH or SPUBLISH.
+func (b *batcher) command(ctx context.Context, r *publishReq, eval bool) redis.Cmder {
+	s := b.s
+	var args []any
+	keyPos := int8(1)
+	switch {
+	case s.opts.History > 0:
+		name, body := "evalsha", publishScript.Hash()
+		if eval {
+			name, body = "eval", publishSource
+		}
+		args = append([]any{name, body, 1, historyKey(r.channel)}, s.historyArgs(r.channel, r.payload)...)
+		keyPos = 3
+	case s.opts.Sharded:
+		args = []any{"spublish", r.channel, r.payload}
+	default:
+		args = []any{"publish", r.channel, r.payload}
+	}
+	cmd := redis.NewCmd(ctx, args...)
+	cmd.SetFirstKeyPos(keyPos)
+	return noRetry{cmd}
+}
+
+// noRetry is a command go-redis never sends twice. After a network error
+// or a timeout Redis may have run it already, and a second run would
+// store the event again under a new id that no Last-Event-ID filters: the
+// Client's MaxRetries and a ClusterClient's retries on other connections
+// both pass it by, whatever the Client was configured with. MOVED and ASK
+// replies, which Redis sends without running anything, are still
+// followed.
+type noRetry struct{ *redis.Cmd }
+
+// NoRetry tells go-redis not to retry the command.
+func (noRetry) NoRetry() bool { return true }
 
 // retryNoScript sends again, script and all, exactly the commands that
 // failed with NOSCRIPT: a Redis that restarted, or a replica promoted

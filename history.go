@@ -109,7 +109,9 @@ func historyKey(redisChannel string) string {
 // publishScript appends one event to its channel's history and publishes
 // it with the entry's ID, atomically and in one round trip. ARGV[1] is the
 // payload without an id; the published copy gains "id".
-var publishScript = redis.NewScript(`
+var publishScript = redis.NewScript(publishSource)
+
+const publishSource = `
 local age = tonumber(ARGV[4])
 if age > 0 then
   local t = redis.call('TIME')
@@ -120,7 +122,7 @@ end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', ARGV[1])
 redis.call(ARGV[5], ARGV[2], string.sub(ARGV[1], 1, -2) .. ',"id":"' .. id .. '"}')
 return id
-`)
+`
 
 // historyArgs are publishScript's arguments for one event.
 func (s *Sender) historyArgs(channel string, payload []byte) []any {
