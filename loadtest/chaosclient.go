@@ -40,8 +40,7 @@ type chaosClient struct {
 	kind readerKind
 	rng  *rand.Rand
 
-	mu     sync.Mutex
-	conn   net.Conn
+	heldConn
 	events *sseclient.Reader // kept across reconnects, with the last event ID
 	last   atomic.Pointer[string]
 
@@ -115,20 +114,13 @@ func (cl *chaosClient) dial(ctx context.Context) (io.Reader, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cl.mu.Lock()
-	cl.conn = conn
-	cl.mu.Unlock()
+	cl.hold(conn)
 	if ctx.Err() != nil {
 		cl.closeConn()
 		return nil, 0, ctx.Err()
 	}
 	_ = conn.SetDeadline(time.Now().Add(headerTimeout))
-	req := fmt.Appendf(nil, "GET /stream?channel=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n", cl.name, cl.addr)
-	if id := cl.events.LastEventID(); id != "" {
-		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", id)
-	}
-	req = append(req, "\r\n"...)
-	if _, err := conn.Write(req); err != nil {
+	if _, err := conn.Write(streamRequest(cl.name, cl.addr, cl.events.LastEventID())); err != nil {
 		cl.closeConn()
 		return nil, 0, err
 	}
@@ -140,15 +132,6 @@ func (cl *chaosClient) dial(ctx context.Context) (io.Reader, int, error) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return resp.Body, resp.StatusCode, nil
-}
-
-func (cl *chaosClient) closeConn() {
-	cl.mu.Lock()
-	if cl.conn != nil {
-		cl.conn.Close()
-		cl.conn = nil
-	}
-	cl.mu.Unlock()
 }
 
 // read takes the stream's events until it ends, at the client's pace.

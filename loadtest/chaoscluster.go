@@ -131,15 +131,7 @@ func (rc *redisCluster) failover() error {
 
 // replicaOf is the node that replicates master, or nil.
 func (rc *redisCluster) replicaOf(master *redisProc) *redisProc {
-	c := redis.NewClient(&redis.Options{Addr: master.addr, MaxRetries: -1})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	info, err := c.Info(ctx, "replication").Result()
-	if err != nil {
-		return nil
-	}
-	for _, line := range strings.Split(info, "\r\n") {
+	for _, line := range master.replication() {
 		rest, ok := strings.CutPrefix(line, "slave0:")
 		if !ok {
 			continue
@@ -159,20 +151,26 @@ func (rc *redisCluster) replicaOf(master *redisProc) *redisProc {
 
 // role is the node's replication role, or "" when it does not answer.
 func (p *redisProc) role() string {
+	for _, line := range p.replication() {
+		if v, ok := strings.CutPrefix(line, "role:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// replication is the lines of the node's INFO replication, or none when
+// it does not answer.
+func (p *redisProc) replication() []string {
 	c := redis.NewClient(&redis.Options{Addr: p.addr, MaxRetries: -1})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil {
-		return ""
+		return nil
 	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "role:"); ok {
-			return v
-		}
-	}
-	return ""
+	return strings.Split(info, "\r\n")
 }
 
 // freeLoopbackAddr is a loopback address no one listens on now.

@@ -108,8 +108,7 @@ type stormClient struct {
 	// jitter bounds the random wait before a reconnect.
 	jitter time.Duration
 
-	mu   sync.Mutex
-	conn net.Conn // the open connection, for the run to close at the end
+	heldConn // the open connection, for the run to close at the end
 
 	seen   []uint64          // received events, a bit per seq
 	first  int               // the first event it must receive; -1 until its first 200
@@ -291,20 +290,13 @@ func (c *stormClient) dial(ctx context.Context) (io.Reader, int, error) {
 	if !c.setup() {
 		release()
 	}
-	c.mu.Lock()
-	c.conn = conn
-	c.mu.Unlock()
+	c.hold(conn)
 	if ctx.Err() != nil { // the run ended while dialing: its close missed this one
 		c.closeConn()
 		return nil, 0, ctx.Err()
 	}
 	_ = conn.SetDeadline(time.Now().Add(headerTimeout))
-	req := fmt.Appendf(nil, "GET /stream?channel=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n", st.names[c.ch], st.addr)
-	if id := c.events.LastEventID(); id != "" {
-		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", id)
-	}
-	req = append(req, "\r\n"...)
-	if _, err := conn.Write(req); err != nil {
+	if _, err := conn.Write(streamRequest(st.names[c.ch], st.addr, c.events.LastEventID())); err != nil {
 		c.closeConn()
 		return nil, 0, err
 	}
@@ -336,6 +328,16 @@ func (c *stormClient) dial(ctx context.Context) (io.Reader, int, error) {
 	return afterHeaders(br, conn), status, nil
 }
 
+// streamRequest is an EventSource's request for channel on addr: HTTP/1.0,
+// so the stream ends with the connection, resuming after lastID when set.
+func streamRequest(channel, addr, lastID string) []byte {
+	req := fmt.Appendf(nil, "GET /stream?channel=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n", channel, addr)
+	if lastID != "" {
+		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", lastID)
+	}
+	return append(req, "\r\n"...)
+}
+
 // statusCode reads the code of "HTTP/1.x 200 OK"; 0 if it is not one.
 func statusCode(line []byte) int {
 	_, rest, ok := bytes.Cut(line, []byte(" "))
@@ -349,13 +351,26 @@ func statusCode(line []byte) int {
 	return n
 }
 
-func (c *stormClient) closeConn() {
-	c.mu.Lock()
-	if c.conn != nil {
-		c.conn.Close()
-		c.conn = nil
+// heldConn is a client's open connection, which the run may close from
+// another goroutine.
+type heldConn struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (h *heldConn) hold(conn net.Conn) {
+	h.mu.Lock()
+	h.conn = conn
+	h.mu.Unlock()
+}
+
+func (h *heldConn) closeConn() {
+	h.mu.Lock()
+	if h.conn != nil {
+		h.conn.Close()
+		h.conn = nil
 	}
-	c.mu.Unlock()
+	h.mu.Unlock()
 }
 
 // read takes the stream's events until it ends. The Reader is Reset, not
