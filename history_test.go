@@ -1,8 +1,10 @@
 package ginsse_test
 
 import (
+	"bufio"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -211,15 +213,34 @@ func TestHistorySlowStreamCloseLosesNothing(t *testing.T) {
 
 func TestHistoryLaggingStreamCatchesUpWithoutClosing(t *testing.T) {
 	ts := newTestServer(t, ginsse.Options{History: 1000, ReplayWindow: 4, QueueSize: 2})
-	conn, br, _ := stalledStream(t, ts.URL+"/stream")
-	defer conn.Close()
-	// The client reads nothing while the events fill the socket buffers,
-	// so the stream falls further behind than the window holds.
+	// The client reads through a pipe with no buffer: a socket's buffers
+	// (up to 32 MB on loopback) could take every event, and the stream
+	// would never fall behind.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newPipeWriter(ctx)
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/stream", nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ts.Config.Handler.ServeHTTP(w, req)
+		w.end()
+	}()
+	defer func() { cancel(); w.pr.Close(); <-done }()
+	br := bufio.NewReader(w.pr)
+	for { // subscribed once the stream sends where it starts
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if strings.HasPrefix(line, "id: ") {
+			break
+		}
+	}
+	// The client reads nothing while the events come, so the stream falls
+	// further behind than the window holds.
 	big := strings.Repeat("x", 64<<10)
 	for i := range 100 {
 		ts.publish(t, "", strconv.Itoa(i)+big)
 	}
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
 	r := sseclient.NewReader(br)
 	for i := range 100 {
 		e, err := r.Next()
