@@ -134,3 +134,21 @@ func Example_wireFormat() {
 	// data: line 1
 	// data: line 2
 }
+
+func ExampleSetIdentity() {
+	r := gin.Default()
+	stream := r.Group("/stream", func(c *gin.Context) {
+		user, err := c.Cookie("user") // your session lookup
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "log in first"})
+			return
+		}
+		// The stream ends, with a retry hint, when the session does; the
+		// browser then comes back through this guard.
+		ginsse.SetIdentity(c, ginsse.Identity{User: user, ExpiresAt: time.Now().Add(time.Hour)})
+		c.Next()
+	})
+	events := ginsse.Register(stream, ginsse.Options{Addr: "localhost:6379", MaxStreamAge: 30 * time.Minute})
+	defer events.Close()
+	_ = r.Run(":8080")
+}

@@ -80,6 +80,16 @@ type Options struct {
 	// and 5s.
 	RetryMin, RetryMax time.Duration
 
+	// MaxStreamAge, when set, ends each stream with a retry hint once it
+	// is that old, less a random part of up to a quarter of it, so that
+	// streams opened together do not end together. The browser comes back
+	// through the guard, perhaps to another replica: after a deploy or a
+	// scale-out, streams spread over the replicas within MaxStreamAge.
+	// With History on, the stream resumes from its Last-Event-ID and
+	// nothing is lost. Default 0: streams live as long as their
+	// connection.
+	MaxStreamAge time.Duration
+
 	// WriteTimeout bounds each write to a client. The deadline keeps
 	// moving as the stream writes, so streams outlive an http.Server
 	// WriteTimeout, and a client that stops reading is dropped once a
@@ -222,6 +232,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxStreams < 0 {
 		return o, optionError("MaxStreams", "must not be negative")
+	}
+	if o.MaxStreamAge < 0 {
+		return o, optionError("MaxStreamAge", "must not be negative")
 	}
 	return o.withReplayDefaults()
 }

@@ -27,6 +27,7 @@ type Sender struct {
 	batch      *batcher
 	hub        *hub
 	beat       *clock
+	ends       *deadlines // streams' expiry and rotation
 	log        *slog.Logger
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE commands
@@ -45,6 +46,8 @@ type Sender struct {
 	historyReads  atomic.Int64
 	outageOpens   atomic.Int64
 	shed          atomic.Int64
+	expired       atomic.Int64
+	rotated       atomic.Int64
 }
 
 // New returns a Sender for opts, with its subscription loop started. It
@@ -72,6 +75,8 @@ func New(opts Options) (*Sender, error) {
 	}
 	s.sub = s.newSubscriber()
 	s.startBatcher()
+	s.ends = newDeadlines()
+	s.goOwned(s.runDeadlines)
 	if o.Heartbeat > 0 {
 		s.beat = newClock()
 		s.goOwned(func() { s.tick(o.Heartbeat) })

@@ -14,6 +14,8 @@ type Stats struct {
 	OutageOpens   int64 // streams that answered 200 before Redis confirmed their channels, and waited
 	Shed          int64 // streams sent away with a retry hint because MaxStreams were open
 	WindowBytes   int64 // bytes of frames the channels' windows hold now
+	Expired       int64 // streams ended because their Identity.ExpiresAt passed
+	Rotated       int64 // streams ended at Options.MaxStreamAge
 }
 
 // Stats returns the Sender's current figures. It is cheap and safe to call
@@ -33,5 +35,7 @@ func (s *Sender) Stats() Stats {
 		OutageOpens:   s.outageOpens.Load(),
 		Shed:          s.shed.Load(),
 		WindowBytes:   s.hub.budget.held.Load(),
+		Expired:       s.expired.Load(),
+		Rotated:       s.rotated.Load(),
 	}
 }

@@ -67,8 +67,17 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 		s.log.Warn("ginsse: stream opened before Redis confirmed its channels; it waits for them", "channels", chans)
 	}
 	startStream(c)
+	opened := time.Now()
 	d := &delivery{streamWriter: streamWriter{s: s, rc: http.NewResponseController(c.Writer), chans: chans}, st: st}
-	d.start(res, time.Now())
+	d.start(res, opened)
+	id, _ := IdentityOf(c)
+	dl := s.streamDeadline(id, opened)
+	var due <-chan struct{} // nil, never ready, without a deadline
+	if dl != nil {
+		s.ends.add(dl)
+		defer s.ends.remove(dl)
+		due = dl.due
+	}
 	// Write at once so the browser's open event fires before any message.
 	if !d.write(c.Writer, helloFrame) {
 		d.logEnd(ctx)
@@ -76,6 +85,7 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	}
 	c.Writer.Flush()
 	st.notify()
+	ended := false // by its deadline
 	c.Stream(func(out io.Writer) bool {
 		select {
 		case <-st.wake:
@@ -85,11 +95,29 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 		case <-s.quit:
 			d.write(out, s.retryHint())
 			return false
+		case <-due:
+			ended = true
+			d.write(out, s.retryHint())
+			return false
 		case <-ctx.Done():
 			return false
 		}
 	})
+	if ended {
+		s.endedOnPurpose(dl.reason, id, chans)
+	}
 	d.logEnd(ctx)
+}
+
+// endedOnPurpose counts and logs a stream the server ended for reason.
+func (s *Sender) endedOnPurpose(reason string, id Identity, chans []string) {
+	switch reason {
+	case endExpired:
+		s.expired.Add(1)
+	case endRotated:
+		s.rotated.Add(1)
+	}
+	s.log.Info("ginsse: stream ended", "reason", reason, "user", id.User, "tags", id.Tags, "channels", chans)
 }
 
 // confirmed waits until Redis confirmed every channel of st, at most

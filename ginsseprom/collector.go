@@ -43,6 +43,8 @@ func NewCollector(s *ginsse.Sender) *Collector {
 		m("history_reads_total", "History reads sent to Redis.", counter, func(st ginsse.Stats) float64 { return float64(st.HistoryReads) }),
 		m("outage_opens_total", "Streams that answered 200 before Redis confirmed their channels, and waited for them.", counter, func(st ginsse.Stats) float64 { return float64(st.OutageOpens) }),
 		m("shed_streams_total", "Streams sent away with a retry hint because MaxStreams were open.", counter, func(st ginsse.Stats) float64 { return float64(st.Shed) }),
+		m("expired_streams_total", "Streams ended with a retry hint because their identity expired.", counter, func(st ginsse.Stats) float64 { return float64(st.Expired) }),
+		m("rotated_streams_total", "Streams ended with a retry hint at MaxStreamAge.", counter, func(st ginsse.Stats) float64 { return float64(st.Rotated) }),
 		m("window_bytes", "Bytes of frames the channels' replay windows hold now.", gauge, func(st ginsse.Stats) float64 { return float64(st.WindowBytes) }),
 	}}
 }

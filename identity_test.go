@@ -1,0 +1,125 @@
+package ginsse_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginsse/ginsse"
+	"github.com/ginsse/ginsse/sseclient"
+)
+
+// A stream rotated at MaxStreamAge comes back with its Last-Event-ID, as
+// a browser does, and misses nothing.
+func TestMaxStreamAgeRotatesAndLosesNothing(t *testing.T) {
+	ts := newTestServer(t, ginsse.Options{History: 1000, MaxStreamAge: 300 * time.Millisecond,
+		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	c, err := sseclient.New(ts.URL+"/stream", sseclient.Options{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan sseclient.Event, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e, err := range c.Events(ctx) {
+			if err != nil {
+				return
+			}
+			got <- e
+		}
+	}()
+	require.Eventually(t, func() bool { return ts.Sender.Stats().Streams == 1 }, 5*time.Second, time.Millisecond)
+	const total = 60
+	for i := range total {
+		ts.publish(t, "", strconv.Itoa(i))
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range total {
+		select {
+		case e := <-got:
+			require.Equal(t, strconv.Itoa(i), e.Data, "every event once, in order, across rotations (%+v)", e)
+		case <-ctx.Done():
+			t.Fatalf("event %d never came", i)
+		}
+	}
+	cancel()
+	<-done
+	assert.GreaterOrEqual(t, ts.Sender.Stats().Rotated, int64(2), "1.2 s of streaming at a 225–300 ms age")
+}
+
+// logBuffer collects a Sender's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A stream whose identity expires ends with a retry hint, having answered
+// 200: its browser comes back through the guard.
+func TestExpiredIdentityEndsTheStreamWithARetryHint(t *testing.T) {
+	var logs logBuffer
+	guard := func(c *gin.Context) {
+		ginsse.SetIdentity(c, ginsse.Identity{User: "42", Tags: []string{"session-7"}, ExpiresAt: time.Now().Add(200 * time.Millisecond)})
+	}
+	ts := newTestServer(t, ginsse.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		RetryMin: 100 * time.Millisecond, RetryMax: 100 * time.Millisecond}, guard)
+	start := time.Now()
+	c := openStream(t, ts.URL+"/stream")
+	require.True(t, c.ended(5*time.Second), "the stream ends when its identity expires")
+	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "not before")
+	assert.EqualValues(t, 100, c.retry.Load(), "with a retry hint")
+	assert.EqualValues(t, 1, ts.Sender.Stats().Expired)
+	assert.Zero(t, ts.Sender.Stats().Rotated)
+	line := logs.String()
+	for _, want := range []string{"reason=expired", "user=42", "session-7"} {
+		assert.True(t, strings.Contains(line, want), "the log says %q: %s", want, line)
+	}
+	require.Eventually(t, func() bool { return ts.Sender.Stats().Streams == 0 }, 5*time.Second, time.Millisecond,
+		"the stream released what it held")
+}
+
+// Streams without a deadline live on; a stream that leaves first takes
+// its deadline with it.
+func TestStreamsWithoutDeadlineLiveOn(t *testing.T) {
+	guard := func(c *gin.Context) {
+		if c.Query("ttl") != "" {
+			d, _ := time.ParseDuration(c.Query("ttl"))
+			ginsse.SetIdentity(c, ginsse.Identity{User: "u", ExpiresAt: time.Now().Add(d)})
+		}
+	}
+	ts := newTestServer(t, ginsse.Options{}, guard)
+	forever := openStream(t, ts.URL+"/stream")
+	gone := openStream(t, ts.URL+"/stream?ttl=1h")
+	gone.close()
+	short := openStream(t, ts.URL+"/stream?ttl=100ms")
+	require.True(t, short.ended(5*time.Second))
+	assert.False(t, forever.ended(300*time.Millisecond), "no identity, no end")
+	assert.EqualValues(t, 1, ts.Sender.Stats().Expired)
+}
+
+func TestMaxStreamAgeMustNotBeNegative(t *testing.T) {
+	_, err := ginsse.New(ginsse.Options{MaxStreamAge: -time.Second})
+	require.ErrorIs(t, err, ginsse.ErrInvalidOptions)
+	assert.Contains(t, err.Error(), "MaxStreamAge")
+}
