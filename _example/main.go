@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,8 @@ type config struct {
 	adminToken   string
 	history      int
 	maxStreams   int
+	maxStreamAge time.Duration
+	streamTTL    time.Duration
 }
 
 func main() {
@@ -78,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	fs.IntVar(&cfg.history, "history", history, "events kept per channel for clients that reconnect; 0 turns it off (env HISTORY)")
 	fs.IntVar(&cfg.maxStreams, "max-streams", 0, "streams served at once; past it new ones get a retry hint (0: no limit)")
+	fs.DurationVar(&cfg.maxStreamAge, "max-stream-age", 0, "end each stream with a retry hint after about this long, so streams spread over replicas (0: off)")
+	fs.DurationVar(&cfg.streamTTL, "stream-ttl", 0, "each stream's identity expires this long after it opens; the stream ends with a retry hint (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -100,7 +105,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams, Logger: log}
+	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams,
+		MaxStreamAge: cfg.maxStreamAge, Logger: log}
 	switch {
 	case cfg.redisCluster != "":
 		cluster := redis.NewClusterClient(&redis.ClusterOptions{
@@ -136,7 +142,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 
 	srv := &http.Server{
 		Addr:              cfg.addr,
-		Handler:           newRouter(sender, cfg.adminToken),
+		Handler:           newRouter(sender, cfg.adminToken, cfg.streamTTL),
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      30 * time.Second, // streams outlive it: ginsse extends the deadline per write
 	}
@@ -159,7 +165,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 }
 
 // newRouter builds the demo's routes around a Sender.
-func newRouter(sender *ginsse.Sender, adminToken string) *gin.Engine {
+func newRouter(sender *ginsse.Sender, adminToken string, streamTTL time.Duration) *gin.Engine {
 	if os.Getenv(gin.EnvGinMode) == "" {
 		gin.SetMode(gin.ReleaseMode)
 	}
@@ -168,12 +174,38 @@ func newRouter(sender *ginsse.Sender, adminToken string) *gin.Engine {
 	r.GET("/", func(c *gin.Context) {
 		c.Data(http.StatusOK, "text/html; charset=utf-8", indexHTML)
 	})
-	sender.Mount(r.Group("/stream", guardFirehose(adminToken)))
+	sender.Mount(r.Group("/stream", identify(streamTTL), guardFirehose(adminToken)))
 	r.POST("/send", sender.Middleware(), send)
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(ginsseprom.NewCollector(sender), collectors.NewGoCollector())
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
 	return r
+}
+
+// userName is what the demo accepts as a user: 1–64 letters, digits,
+// underscores, dots and hyphens.
+var userName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// identify attaches the stream's user — the cookie "user", else the query
+// parameter "user"; none is anonymous — and, with a ttl, when its
+// identity expires. A user that is not a userName answers 400.
+func identify(ttl time.Duration) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		user, err := c.Cookie("user")
+		if err != nil || user == "" {
+			user = c.Query("user")
+		}
+		if user != "" && !userName.MatchString(user) {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "user must be 1-64 letters, digits, '_', '.' or '-'"})
+			return
+		}
+		id := ginsse.Identity{User: user}
+		if ttl > 0 {
+			id.ExpiresAt = time.Now().Add(ttl)
+		}
+		ginsse.SetIdentity(c, id)
+		c.Next()
+	}
 }
 
 // guardFirehose refuses the firehose channel, anywhere in the request's

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func newDemo(t *testing.T, history int) (*httptest.Server, *miniredis.Miniredis)
 	mr := miniredis.RunT(t)
 	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), History: history})
 	require.NoError(t, err)
-	srv := httptest.NewServer(newRouter(sender, "letmein"))
+	srv := httptest.NewServer(newRouter(sender, "letmein", 0))
 	t.Cleanup(func() {
 		sender.Close()
 		srv.CloseClientConnections()
@@ -172,6 +173,34 @@ func TestFirehoseNeedsTheToken(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, status(t, connect(t, srv.URL+"/stream?channel=no*pe", nil)))
 }
 
+func TestStreamUserMustBeAName(t *testing.T) {
+	srv, _ := newDemo(t, 0)
+	for _, u := range []string{"/stream?user=a+b", "/stream?user=" + strings.Repeat("x", 65), "/stream?user=%C3%A9"} {
+		assert.Equal(t, http.StatusBadRequest, status(t, connect(t, srv.URL+u, nil)), u)
+	}
+	assert.Equal(t, http.StatusBadRequest, status(t, connect(t, srv.URL+"/stream", http.Header{"Cookie": {"user=a*b"}})))
+	for _, u := range []string{"/stream", "/stream?user=ada", "/stream?user=a.b_c-9", "/stream?user=" + strings.Repeat("x", 64)} {
+		assert.Equal(t, http.StatusOK, status(t, connect(t, srv.URL+u, nil)), u)
+	}
+	assert.Equal(t, http.StatusOK, status(t, connect(t, srv.URL+"/stream?user=a+b", http.Header{"Cookie": {"user=ada"}})), "the cookie comes first")
+}
+
+func TestStreamTTLEndsStreamsWithARetryHint(t *testing.T) {
+	mr := miniredis.RunT(t)
+	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), RetryMin: 50 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	require.NoError(t, err)
+	srv := httptest.NewServer(newRouter(sender, "letmein", 200*time.Millisecond))
+	t.Cleanup(func() { sender.Close(); srv.CloseClientConnections(); srv.Close() })
+	resp, err := http.Get(srv.URL + "/stream?user=ada")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body) // the stream ends by itself
+	require.NoError(t, err)
+	assert.Contains(t, string(body), "retry: 50\n")
+	assert.EqualValues(t, 1, sender.Stats().Expired)
+}
+
 func TestReconnectReplaysWhatWasMissed(t *testing.T) {
 	srv, _ := newDemo(t, 1000)
 	send := func(data string) func() {
@@ -197,9 +226,11 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, config{addr: "127.0.0.1:9999", heartbeat: 15 * time.Second, adminToken: "fromenv", history: 5}, cfg)
 
-	cfg, err = parseFlags([]string{"-addr", ":1", "-redis", "redis://x:1/0", "-heartbeat", "-1s", "-admin-token", "t", "-history", "0", "-max-streams", "9000"}, io.Discard)
+	cfg, err = parseFlags([]string{"-addr", ":1", "-redis", "redis://x:1/0", "-heartbeat", "-1s", "-admin-token", "t", "-history", "0", "-max-streams", "9000",
+		"-max-stream-age", "10m", "-stream-ttl", "1h"}, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, config{addr: ":1", redisURL: "redis://x:1/0", heartbeat: -time.Second, adminToken: "t", maxStreams: 9000}, cfg)
+	assert.Equal(t, config{addr: ":1", redisURL: "redis://x:1/0", heartbeat: -time.Second, adminToken: "t", maxStreams: 9000,
+		maxStreamAge: 10 * time.Minute, streamTTL: time.Hour}, cfg)
 
 	_, err = parseFlags([]string{"-redis", "redis://x", "-redis-cluster", "a:1"}, io.Discard)
 	assert.Error(t, err)
