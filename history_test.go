@@ -47,7 +47,9 @@ func TestHistoryResumeAfterDisconnect(t *testing.T) {
 		assert.Equal(t, strconv.Itoa(i), e.Data)
 		assert.Equal(t, "n", e.Type)
 	}
-	assert.Equal(t, int64(5), ts.Sender.Stats().Replayed)
+	// 10 was sent after the stream opened; it counts as replayed too when
+	// the window already held it by the time the stream found its start.
+	assert.Contains(t, []int64{5, 6}, ts.Sender.Stats().Replayed)
 }
 
 func TestHistoryFreshStreamResumesWithoutAnyEvent(t *testing.T) {
