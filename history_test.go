@@ -37,6 +37,9 @@ func TestHistoryResumeAfterDisconnect(t *testing.T) {
 	}
 	require.Equal(t, "4", last.Data)
 	c.close()
+	// The first stream may count as replayed the events that reached the
+	// window before it found its start: only the resume's count is checked.
+	before := ts.Sender.Stats().Replayed
 	for i := 5; i < 10; i++ {
 		ts.publish(t, "n", strconv.Itoa(i), ginsse.Channel("news"))
 	}
@@ -49,7 +52,7 @@ func TestHistoryResumeAfterDisconnect(t *testing.T) {
 	}
 	// 10 was sent after the stream opened; it counts as replayed too when
 	// the window already held it by the time the stream found its start.
-	assert.Contains(t, []int64{5, 6}, ts.Sender.Stats().Replayed)
+	assert.Contains(t, []int64{5, 6}, ts.Sender.Stats().Replayed-before)
 }
 
 func TestHistoryFreshStreamResumesWithoutAnyEvent(t *testing.T) {
