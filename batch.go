@@ -38,15 +38,22 @@ type batcher struct {
 	cc *redis.ClusterClient // nil: one lane for the one Redis
 	// pool is the Sender's own: a request's channel never outlives the
 	// Sender that made it (nor leaves a testing/synctest bubble).
-	pool  sync.Pool
-	mu    sync.Mutex
-	lanes map[string]chan *publishReq // by master address; "" without a cluster
+	pool   sync.Pool
+	mu     sync.Mutex
+	lanes  map[string]chan *publishReq // by master address, on a cluster
+	single chan *publishReq            // the one lane without a cluster
 }
 
 func (s *Sender) startBatcher() {
 	b := &batcher{s: s, pool: sync.Pool{New: newPublishReq}, lanes: map[string]chan *publishReq{}}
 	b.cc, _ = s.client.(*redis.ClusterClient)
 	s.batch = b
+	if b.cc == nil {
+		b.single = make(chan *publishReq, publishQueueLen)
+		for range publishWorkers {
+			s.goOwned(func() { b.run(b.single) })
+		}
+	}
 }
 
 // lane returns the queue for channel's master, starting its workers the
@@ -54,14 +61,14 @@ func (s *Sender) startBatcher() {
 // it is stale, the commands still go where go-redis routes them, only
 // queued behind another master's.
 func (b *batcher) lane(ctx context.Context, channel string) (chan *publishReq, error) {
-	addr := ""
-	if b.cc != nil {
-		node, err := b.cc.MasterForKey(ctx, b.key(channel))
-		if err != nil {
-			return nil, fmt.Errorf("%w: route %q: %w", ErrUnavailable, channel, err)
-		}
-		addr = node.Options().Addr
+	if b.cc == nil {
+		return b.single, nil // started with the Sender: no lock per publish
 	}
+	node, err := b.cc.MasterForKey(ctx, b.key(channel))
+	if err != nil {
+		return nil, fmt.Errorf("%w: route %q: %w", ErrUnavailable, channel, err)
+	}
+	addr := node.Options().Addr
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.lanes[addr]
