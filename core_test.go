@@ -71,7 +71,7 @@ func TestInvalidChannelsAnswer400BeforeSubscribing(t *testing.T) {
 	status, msg := get(t, ts.URL+"/stream?"+strings.Join(q, "&"))
 	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Contains(t, msg, "more than 16")
-	assert.Empty(t, ts.Redis.PubSubChannels(""), "nothing was subscribed")
+	assert.Empty(t, streamChannels(ts.Redis.PubSubChannels("")), "nothing was subscribed")
 	assert.Zero(t, ts.Sender.Stats().Streams)
 	openStream(t, ts.URL+"/stream?"+strings.Join(q[:16], "&"))
 	// Duplicates collapse before the cap counts them.
@@ -91,7 +91,7 @@ func TestMultiChannelStreamAndDuplicates(t *testing.T) {
 func TestPrefixNamespacesRedisChannels(t *testing.T) {
 	ts := newTestServer(t, ginsse.Options{Prefix: "app1:"})
 	c := openStream(t, ts.URL+"/stream?channel=news")
-	assert.Equal(t, []string{"app1:news"}, ts.Redis.PubSubChannels(""))
+	assert.Equal(t, []string{"app1:news"}, streamChannels(ts.Redis.PubSubChannels("")))
 	ts.publish(t, "", "hi", ginsse.Channel("news"))
 	assert.Equal(t, "hi", c.next(t).Data)
 	ts.Redis.Publish("news", "unprefixed")
@@ -364,7 +364,8 @@ func TestDisconnectReleasesEverything(t *testing.T) {
 		st := ts.Sender.Stats()
 		return st.Streams == 0 && st.Channels == 0
 	}, 5*time.Second, time.Millisecond)
-	require.Eventually(t, func() bool { return len(ts.Redis.PubSubChannels("")) == 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(streamChannels(ts.Redis.PubSubChannels(""))) == 0 },
+		5*time.Second, time.Millisecond, "only the control channel stays subscribed")
 	transport.CloseIdleConnections()
 	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= base+2 }, 5*time.Second, 10*time.Millisecond,
 		"goroutines: %d, before: %d", runtime.NumGoroutine(), base)

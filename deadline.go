@@ -2,7 +2,6 @@ package ginsse
 
 import (
 	"container/heap"
-	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -11,6 +10,8 @@ import (
 const (
 	endExpired = "expired" // its Identity.ExpiresAt passed
 	endRotated = "rotated" // it reached Options.MaxStreamAge
+	endRevoked = "revoked" // Disconnect picked it
+	refreshDue = "refresh" // not an end: Options.Refresh is to be asked
 )
 
 // deadlines ends streams at their deadlines with one timer for all of
@@ -88,24 +89,6 @@ func (s *Sender) runDeadlines() {
 		case <-t.C:
 		}
 	}
-}
-
-// streamDeadline is when a stream opened at opened with identity id must
-// end, and why; nil when never. MaxStreamAge is spread over its last
-// quarter so that streams opened together do not all end together.
-func (s *Sender) streamDeadline(id Identity, opened time.Time) *deadline {
-	var dl *deadline
-	if age := s.opts.MaxStreamAge; age > 0 {
-		spread := time.Duration(rand.Int64N(int64(age/4) + 1))
-		dl = &deadline{at: opened.Add(age - spread), reason: endRotated}
-	}
-	if !id.ExpiresAt.IsZero() && (dl == nil || id.ExpiresAt.Before(dl.at)) {
-		dl = &deadline{at: id.ExpiresAt, reason: endExpired}
-	}
-	if dl != nil {
-		dl.due = make(chan struct{})
-	}
-	return dl
 }
 
 type deadlineHeap []*deadline

@@ -103,3 +103,7 @@ var (
 	helloFrame     = []byte(": ok\n\n")
 	heartbeatFrame = []byte(": heartbeat\n\n")
 )
+
+// disconnectFrame tells the page that Disconnect ended its stream with
+// NoReconnect. It carries no id, so the browser keeps its Last-Event-ID.
+var disconnectFrame = []byte("event: " + disconnectEvent + "\ndata: {\"reason\":\"revoked\"}\n\n")

@@ -124,6 +124,11 @@ var (
 
 	// ErrClosed is returned after the Sender was closed.
 	ErrClosed = errors.New("ginsse: sender closed")
+
+	// ErrInvalidSelector marks a Disconnect selector that names no user,
+	// tag or channel, a user and a tag at once, a user or tag longer than
+	// 256 bytes, or an invalid channel.
+	ErrInvalidSelector = errors.New("ginsse: invalid selector")
 )
 
 // Register creates a Sender for opts and attaches its streaming GET route

@@ -257,3 +257,15 @@ func rawStream(t testing.TB, url, prefix string) (net.Conn, *bufio.Reader, strin
 		}
 	}
 }
+
+// streamChannels drops from a list of subscribed Redis channels the
+// control channel every Sender holds, leaving those of streams.
+func streamChannels(names []string) []string {
+	out := []string{}
+	for _, n := range names {
+		if !strings.HasSuffix(n, "ginsse/control") {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -32,6 +32,8 @@ type hub struct {
 	streams, channels atomic.Int64
 	slow              atomic.Int64 // streams closed for falling behind
 
+	control string // the control channel: always wanted, never a topic
+
 	history bool // windows follow a Redis history
 	frames  int  // most frames a window holds
 	floor   int  // frames a window keeps over the byte budget
@@ -128,7 +130,7 @@ func (h *hub) current(t *topic) bool {
 func (h *hub) unused(name string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.topics[name] == nil
+	return h.topics[name] == nil && name != h.control
 }
 
 // wanted returns the names some stream still uses.
@@ -137,7 +139,7 @@ func (h *hub) wanted(names []string) []string {
 	defer h.mu.RUnlock()
 	var out []string
 	for _, name := range names {
-		if h.topics[name] != nil {
+		if h.topics[name] != nil || name == h.control {
 			out = append(out, name)
 		}
 	}

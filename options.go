@@ -1,6 +1,7 @@
 package ginsse
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -89,6 +90,16 @@ type Options struct {
 	// nothing is lost. Default 0: streams live as long as their
 	// connection.
 	MaxStreamAge time.Duration
+
+	// Refresh, when set, extends a stream whose Identity.ExpiresAt is
+	// near without a reconnect: it is called, in a goroutine of the
+	// stream's, Options.Timeout before ExpiresAt, and returns the new
+	// ExpiresAt — from a session store, say. The stream goes on while it
+	// runs. An error, a time no later than the ExpiresAt it had, or no
+	// answer within Timeout ends the stream at that ExpiresAt as if there
+	// were no Refresh: with a retry hint, back through the guard. Refresh
+	// must honour its context; a stream that ends cancels it and waits.
+	Refresh func(ctx context.Context, id Identity) (time.Time, error)
 
 	// WriteTimeout bounds each write to a client. The deadline keeps
 	// moving as the stream writes, so streams outlive an http.Server

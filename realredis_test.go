@@ -104,7 +104,7 @@ func streamsOnFewConnections(t *testing.T, history int) {
 		c.close()
 	}
 	require.Eventually(t, func() bool {
-		return len(admin.PubSubChannels(context.Background(), "*").Val()) == 0
+		return len(streamChannels(admin.PubSubChannels(context.Background(), "*").Val())) == 0
 	}, 10*time.Second, 10*time.Millisecond)
 }
 

@@ -28,6 +28,8 @@ type Sender struct {
 	hub        *hub
 	beat       *clock
 	ends       *deadlines // streams' expiry and rotation
+	ctl        *control   // Disconnect commands
+	reach      reaches    // open streams, for commands
 	log        *slog.Logger
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE commands
@@ -48,6 +50,8 @@ type Sender struct {
 	shed          atomic.Int64
 	expired       atomic.Int64
 	rotated       atomic.Int64
+	revoked       atomic.Int64
+	refreshes     atomic.Int64
 }
 
 // New returns a Sender for opts, with its subscription loop started. It
@@ -73,8 +77,11 @@ func New(opts Options) (*Sender, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.ctl = newControl(s)
+	s.hub.control = s.ctl.name
 	s.sub = s.newSubscriber()
 	s.startBatcher()
+	s.startControl()
 	s.ends = newDeadlines()
 	s.goOwned(s.runDeadlines)
 	if o.Heartbeat > 0 {

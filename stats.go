@@ -16,6 +16,8 @@ type Stats struct {
 	WindowBytes   int64 // bytes of frames the channels' windows hold now
 	Expired       int64 // streams ended because their Identity.ExpiresAt passed
 	Rotated       int64 // streams ended at Options.MaxStreamAge
+	Revoked       int64 // streams ended by Disconnect
+	Refreshes     int64 // identities Options.Refresh extended
 }
 
 // Stats returns the Sender's current figures. It is cheap and safe to call
@@ -37,5 +39,7 @@ func (s *Sender) Stats() Stats {
 		WindowBytes:   s.hub.budget.held.Load(),
 		Expired:       s.expired.Load(),
 		Rotated:       s.rotated.Load(),
+		Revoked:       s.revoked.Load(),
+		Refreshes:     s.refreshes.Load(),
 	}
 }

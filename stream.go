@@ -56,6 +56,12 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 		}
 	}
 	ctx := c.Request.Context()
+	id, _ := IdentityOf(c)
+	// Known to commands before it subscribes: a Disconnect from now on
+	// ends it, even while it waits for Redis.
+	r := &reach{id: id, chans: chans, end: make(chan struct{})}
+	s.reach.add(r)
+	defer s.reach.remove(r)
 	st := newStream()
 	s.subscribe(st, names)
 	defer s.unsubscribe(st)
@@ -70,14 +76,8 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	opened := time.Now()
 	d := &delivery{streamWriter: streamWriter{s: s, rc: http.NewResponseController(c.Writer), chans: chans}, st: st}
 	d.start(res, opened)
-	id, _ := IdentityOf(c)
-	dl := s.streamDeadline(id, opened)
-	var due <-chan struct{} // nil, never ready, without a deadline
-	if dl != nil {
-		s.ends.add(dl)
-		defer s.ends.remove(dl)
-		due = dl.due
-	}
+	life := s.newLifetime(id, opened)
+	defer life.stop()
 	// Write at once so the browser's open event fires before any message.
 	if !d.write(c.Writer, helloFrame) {
 		d.logEnd(ctx)
@@ -85,7 +85,7 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	}
 	c.Writer.Flush()
 	st.notify()
-	ended := false // by its deadline
+	reason := "" // why the server ended it
 	c.Stream(func(out io.Writer) bool {
 		select {
 		case <-st.wake:
@@ -95,16 +95,26 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 		case <-s.quit:
 			d.write(out, s.retryHint())
 			return false
-		case <-due:
-			ended = true
-			d.write(out, s.retryHint())
-			return false
+		case <-life.due():
+			reason = life.passed()
+		case a := <-life.refreshed():
+			reason = life.settle(a)
+		case <-r.end:
+			reason = endRevoked
+			if r.final {
+				d.write(out, disconnectFrame)
+			}
 		case <-ctx.Done():
 			return false
 		}
+		if reason == "" {
+			return true
+		}
+		d.write(out, s.retryHint())
+		return false
 	})
-	if ended {
-		s.endedOnPurpose(dl.reason, id, chans)
+	if reason != "" {
+		s.endedOnPurpose(reason, life.id, chans)
 	}
 	d.logEnd(ctx)
 }
@@ -116,6 +126,8 @@ func (s *Sender) endedOnPurpose(reason string, id Identity, chans []string) {
 		s.expired.Add(1)
 	case endRotated:
 		s.rotated.Add(1)
+	case endRevoked:
+		s.revoked.Add(1)
 	}
 	s.log.Info("ginsse: stream ended", "reason", reason, "user", id.User, "tags", id.Tags, "channels", chans)
 }

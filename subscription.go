@@ -131,7 +131,9 @@ func (c *psConn) receive() {
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
-				if t := s.hub.confirm(m.Channel); t != nil && !s.goOwned(func() { s.runFeed(t) }) {
+				if m.Channel == s.ctl.name {
+					s.ctl.push(ctlItem{})
+				} else if t := s.hub.confirm(m.Channel); t != nil && !s.goOwned(func() { s.runFeed(t) }) {
 					t.win.stopFeeding()
 				}
 			case "sunsubscribe":
@@ -141,7 +143,11 @@ func (c *psConn) receive() {
 				}
 			}
 		case *redis.Message:
-			s.dispatch(m.Channel, m.Payload)
+			if m.Channel == s.ctl.name {
+				s.ctl.push(ctlItem{payload: m.Payload})
+			} else {
+				s.dispatch(m.Channel, m.Payload)
+			}
 		}
 	}
 }

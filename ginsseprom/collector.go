@@ -45,6 +45,8 @@ func NewCollector(s *ginsse.Sender) *Collector {
 		m("shed_streams_total", "Streams sent away with a retry hint because MaxStreams were open.", counter, func(st ginsse.Stats) float64 { return float64(st.Shed) }),
 		m("expired_streams_total", "Streams ended with a retry hint because their identity expired.", counter, func(st ginsse.Stats) float64 { return float64(st.Expired) }),
 		m("rotated_streams_total", "Streams ended with a retry hint at MaxStreamAge.", counter, func(st ginsse.Stats) float64 { return float64(st.Rotated) }),
+		m("revoked_streams_total", "Streams ended by Disconnect.", counter, func(st ginsse.Stats) float64 { return float64(st.Revoked) }),
+		m("identity_refreshes_total", "Stream identities extended by Options.Refresh.", counter, func(st ginsse.Stats) float64 { return float64(st.Refreshes) }),
 		m("window_bytes", "Bytes of frames the channels' replay windows hold now.", gauge, func(st ginsse.Stats) float64 { return float64(st.WindowBytes) }),
 	}}
 }

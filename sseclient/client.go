@@ -90,6 +90,8 @@ var errBreak = errors.New("sseclient: loop ended by its body")
 //   - a *ResponseError (ErrStatus, ErrContentType) when the server
 //     answers what a browser gives up on, unless Options.KeepRetrying;
 //   - ErrEventTooLarge or ErrLineTooLong, for an event over the limit;
+//   - ErrDisconnected, after a ginsse-disconnect event, which is yielded
+//     first;
 //   - ErrBusy, when another loop over c is running.
 //
 // What the Client recovers from is not yielded: Options.OnState and Err
@@ -148,7 +150,7 @@ func (c *Client) run(ctx context.Context, yield func(Event, error) bool) error {
 // recoverable reports whether the Client tries again after err.
 func (c *Client) recoverable(err error) bool {
 	switch {
-	case errors.Is(err, ErrEventTooLarge), errors.Is(err, ErrLineTooLong):
+	case errors.Is(err, ErrEventTooLarge), errors.Is(err, ErrLineTooLong), errors.Is(err, ErrDisconnected):
 		return false
 	case errors.Is(err, ErrStatus), errors.Is(err, ErrContentType):
 		return c.opts.KeepRetrying
@@ -192,6 +194,9 @@ func (c *Client) attempt(ctx context.Context, yield func(Event, error) bool) (op
 		idle.resume()
 		if !more {
 			return true, errBreak
+		}
+		if ev.Type == DisconnectType {
+			return true, ErrDisconnected
 		}
 	}
 }

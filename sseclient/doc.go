@@ -53,6 +53,11 @@
 // Event.GapChannels names the channels whose state the application should
 // fetch afresh.
 //
+// A server that disconnects a client for good — revoked access — sends a
+// ginsse-disconnect event; the Client yields it and stops with
+// ErrDisconnected rather than reconnecting, as a page should close its
+// EventSource.
+//
 // # Parsing alone
 //
 // A Reader parses any io.Reader as an event stream, exactly as the WHATWG

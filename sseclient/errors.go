@@ -41,6 +41,11 @@ var (
 	// Options.IdleTimeout. It is never yielded.
 	ErrIdle = errors.New("sseclient: the stream sent nothing within IdleTimeout")
 
+	// ErrDisconnected is yielded after a ginsse-disconnect event: the
+	// server ended the stream with ginsse.NoReconnect and asks the client
+	// not to come back, as a page closes its EventSource.
+	ErrDisconnected = errors.New("sseclient: the server asked the client not to reconnect")
+
 	// ErrBusy is yielded by Events while another loop over the same
 	// Client is running.
 	ErrBusy = errors.New("sseclient: Events is already running")

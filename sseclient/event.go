@@ -11,6 +11,12 @@ import (
 // their state afresh. The events that were still retained follow it.
 const GapType = "ginsse-gap"
 
+// DisconnectType is the type of the event a ginsse server sends before it
+// ends a stream that the application disconnected for good
+// (ginsse.NoReconnect). A Client yields it, then stops with
+// ErrDisconnected instead of reconnecting.
+const DisconnectType = "ginsse-disconnect"
+
 // Event is one event as a browser's EventSource dispatches it. It is a
 // plain value, safe to keep and to share between goroutines.
 type Event struct {
