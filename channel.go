@@ -24,6 +24,12 @@ func validName(s string) bool {
 	return true
 }
 
+// ValidateChannel reports whether name can be a channel: 1 to 200
+// letters, digits or _ . : -. It returns an error wrapping
+// ErrInvalidChannel otherwise, the same error the stream route and Send
+// give, so an application can check a name before it stores it.
+func ValidateChannel(name string) error { return validateChannel(name) }
+
 // validateChannel checks a channel name as clients and Send give it.
 func validateChannel(name string) error {
 	if name == "" || len(name) > maxChannelLen || !validName(name) {

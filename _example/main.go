@@ -6,8 +6,8 @@
 //	go run ./_example -redis redis://localhost:6379/0
 //	go run ./_example -redis-cluster 127.0.0.1:7000,127.0.0.1:7001
 //
-// Routes: GET / (the page), GET /stream?channel=NAME, POST /send and
-// GET /metrics (Prometheus).
+// Routes: GET / (the page), GET /stream?channel=NAME, POST /send,
+// POST /revoke and POST /grant, and GET /metrics (Prometheus).
 package main
 
 import (
@@ -107,6 +107,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams,
 		MaxStreamAge: cfg.maxStreamAge, Logger: log}
+	// store keeps the demo's revocations, in the same Redis.
+	var store redis.UniversalClient
 	switch {
 	case cfg.redisCluster != "":
 		cluster := redis.NewClusterClient(&redis.ClusterOptions{
@@ -121,9 +123,15 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		})
 		defer cluster.Close()
 		opts.Client, opts.Sharded = cluster, true
+		store = cluster
 		log.Info("using Redis Cluster with sharded pub/sub", "nodes", cfg.redisCluster)
 	case cfg.redisURL != "":
 		opts.URL = cfg.redisURL
+		ro, err := redis.ParseURL(cfg.redisURL)
+		if err != nil {
+			return fmt.Errorf("-redis: %w", err)
+		}
+		store = redis.NewClient(ro)
 		log.Info("using Redis", "url", cfg.redisURL)
 	default:
 		mr := miniredis.NewMiniRedis()
@@ -132,6 +140,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 		defer mr.Close()
 		opts.Addr = mr.Addr()
+		store = redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		log.Info("using embedded in-process Redis (miniredis); pass -redis to use a real one", "addr", mr.Addr())
 	}
 	sender, err := ginsse.New(opts)
@@ -139,10 +148,13 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	defer sender.Close()
+	if store != opts.Client {
+		defer store.Close()
+	}
 
 	srv := &http.Server{
 		Addr:              cfg.addr,
-		Handler:           newRouter(sender, cfg.adminToken, cfg.streamTTL),
+		Handler:           newRouter(sender, &revocations{rdb: store, log: log}, cfg.adminToken, cfg.streamTTL),
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      30 * time.Second, // streams outlive it: ginsse extends the deadline per write
 	}
@@ -165,7 +177,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 }
 
 // newRouter builds the demo's routes around a Sender.
-func newRouter(sender *ginsse.Sender, adminToken string, streamTTL time.Duration) *gin.Engine {
+func newRouter(sender *ginsse.Sender, rv *revocations, adminToken string, streamTTL time.Duration) *gin.Engine {
 	if os.Getenv(gin.EnvGinMode) == "" {
 		gin.SetMode(gin.ReleaseMode)
 	}
@@ -174,8 +186,10 @@ func newRouter(sender *ginsse.Sender, adminToken string, streamTTL time.Duration
 	r.GET("/", func(c *gin.Context) {
 		c.Data(http.StatusOK, "text/html; charset=utf-8", indexHTML)
 	})
-	sender.Mount(r.Group("/stream", identify(streamTTL), guardFirehose(adminToken)))
+	sender.Mount(r.Group("/stream", identify(streamTTL), guardFirehose(adminToken), rv.guard))
 	r.POST("/send", sender.Middleware(), send)
+	r.POST("/revoke", revokeHandler(sender, rv))
+	r.POST("/grant", grantHandler(rv))
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(ginsseprom.NewCollector(sender), collectors.NewGoCollector())
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))

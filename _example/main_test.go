@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/ginsse/ginsse"
 	"github.com/ginsse/ginsse/sseclient"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,13 +24,19 @@ func newDemo(t *testing.T, history int) (*httptest.Server, *miniredis.Miniredis)
 	mr := miniredis.RunT(t)
 	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), History: history})
 	require.NoError(t, err)
-	srv := httptest.NewServer(newRouter(sender, "letmein", 0))
+	srv := httptest.NewServer(newRouter(sender, demoRevocations(t, mr), "letmein", 0))
 	t.Cleanup(func() {
 		sender.Close()
 		srv.CloseClientConnections()
 		srv.Close()
 	})
 	return srv, mr
+}
+
+func demoRevocations(t *testing.T, mr *miniredis.Miniredis) *revocations {
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	return &revocations{rdb: rdb, log: slog.New(slog.DiscardHandler)}
 }
 
 func post(t *testing.T, srv *httptest.Server, form url.Values) (int, string) {
@@ -189,7 +197,7 @@ func TestStreamTTLEndsStreamsWithARetryHint(t *testing.T) {
 	mr := miniredis.RunT(t)
 	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), RetryMin: 50 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 	require.NoError(t, err)
-	srv := httptest.NewServer(newRouter(sender, "letmein", 200*time.Millisecond))
+	srv := httptest.NewServer(newRouter(sender, demoRevocations(t, mr), "letmein", 200*time.Millisecond))
 	t.Cleanup(func() { sender.Close(); srv.CloseClientConnections(); srv.Close() })
 	resp, err := http.Get(srv.URL + "/stream?user=ada")
 	require.NoError(t, err)

@@ -325,3 +325,33 @@ func (rs *redisServer) kill() {
 		rs.cmd = nil
 	}
 }
+
+// A page whose access is revoked through another replica loses its
+// stream; its EventSource comes back, meets the guard's 403 and gives up.
+// Granted again, "Revoke me" with "do not reconnect" makes the page close
+// its EventSource on the ginsse-disconnect event.
+func TestBrowserRevokedPageIsRefused(t *testing.T) {
+	ctx := browser(t)
+	redisURL := "redis://" + startRedisServer(t).addr + "/0"
+	a := startExample(t, "-redis", redisURL)
+	b := startExample(t, "-redis", redisURL)
+	navigate(t, ctx, a.url())
+	eval[bool](t, ctx, `document.getElementById('user').value = 'ada'; connect(); true`)
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'open' && document.getElementById('whoami').textContent === 'ada'`)
+
+	resp, err := http.PostForm("http://"+b.addr+"/revoke", url.Values{"user": {"ada"}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'closed'`)
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById('substatus').textContent`), "refused")
+	assert.Equal(t, 403, eval[int](t, ctx, `fetch('/stream').then(r => r.status)`, awaitPromise), "the guard refuses the user")
+	assert.Equal(t, 1.0, a.metric(t, "ginsse_revoked_streams_total"))
+
+	eval[bool](t, ctx, `document.getElementById('grant').click(); true`)
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'open'`)
+	eval[bool](t, ctx, `document.getElementById('final').checked = true; document.getElementById('revoke').click(); true`)
+	waitJS(t, ctx, `document.getElementById('state').textContent === 'closed' && source === null`)
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById('substatus').textContent`), "access revoked")
+	assert.Equal(t, 2.0, a.metric(t, "ginsse_revoked_streams_total"))
+}
