@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,37 +40,41 @@ func withOpts(o ginsse.Options, f func(*ginsse.Options)) ginsse.Options {
 func TestDisconnectEndsMatchingStreamsOnEveryReplica(t *testing.T) {
 	for _, history := range []int{0, 1000} {
 		t.Run("history="+strconv.Itoa(history), func(t *testing.T) {
-			opts := withOpts(quickRetry, func(o *ginsse.Options) { o.History = history })
-			a := newTestServer(t, opts, identityFromQuery)
-			b := newTestServer(t, withOpts(opts, func(o *ginsse.Options) { o.Addr = a.Redis.Addr() }), identityFromQuery)
-			a42x := openStream(t, a.URL+"/stream?user=42&channel=x")
-			a42y := openStream(t, a.URL+"/stream?user=42&channel=y")
-			a7x := openStream(t, a.URL+"/stream?user=7&channel=x")
-			b42 := openStream(t, b.URL+"/stream?user=42&channel=z")
-			b7 := openStream(t, b.URL+"/stream?user=7&channel=z")
-
-			start := time.Now()
-			require.NoError(t, b.Sender.Disconnect(context.Background(), ginsse.User("42")))
-			for _, c := range []*sseClient{a42x, a42y, b42} {
-				require.True(t, c.ended(5*time.Second), "user 42's streams end on both replicas")
-				assert.EqualValues(t, 50, c.retry.Load(), "with a retry hint")
-			}
-			t.Logf("3 streams on 2 replicas ended %v after Disconnect", time.Since(start))
-			assert.False(t, a7x.ended(200*time.Millisecond), "user 7 stays")
-			assert.False(t, b7.ended(0), "user 7 stays")
-			assert.EqualValues(t, 2, a.Sender.Stats().Revoked)
-			assert.EqualValues(t, 1, b.Sender.Stats().Revoked)
-
-			// A channel's streams, wherever they are.
-			require.NoError(t, a.Sender.Disconnect(context.Background(), ginsse.InChannel("z")))
-			require.True(t, b7.ended(5*time.Second))
-			assert.False(t, a7x.ended(200*time.Millisecond), "channel x stays")
-			a.publish(t, "", "still here", ginsse.Channel("x"))
-			assert.Equal(t, "still here", a7x.next(t).Data)
-			require.Eventually(t, func() bool { return a.Sender.Stats().Streams == 1 && b.Sender.Stats().Streams == 0 },
-				5*time.Second, time.Millisecond, "ended streams release what they held")
+			disconnectOnEveryReplica(t, miniredis.RunT(t).Addr(), history)
 		})
 	}
+}
+
+func disconnectOnEveryReplica(t *testing.T, addr string, history int) {
+	opts := withOpts(quickRetry, func(o *ginsse.Options) { o.History = history; o.Addr = addr })
+	a := newTestServer(t, opts, identityFromQuery)
+	b := newTestServer(t, opts, identityFromQuery)
+	a42x := openStream(t, a.URL+"/stream?user=42&channel=x")
+	a42y := openStream(t, a.URL+"/stream?user=42&channel=y")
+	a7x := openStream(t, a.URL+"/stream?user=7&channel=x")
+	b42 := openStream(t, b.URL+"/stream?user=42&channel=z")
+	b7 := openStream(t, b.URL+"/stream?user=7&channel=z")
+
+	start := time.Now()
+	require.NoError(t, b.Sender.Disconnect(context.Background(), ginsse.User("42")))
+	for _, c := range []*sseClient{a42x, a42y, b42} {
+		require.True(t, c.ended(5*time.Second), "user 42's streams end on both replicas")
+		assert.EqualValues(t, 50, c.retry.Load(), "with a retry hint")
+	}
+	t.Logf("3 streams on 2 replicas ended %v after Disconnect", time.Since(start))
+	assert.False(t, a7x.ended(200*time.Millisecond), "user 7 stays")
+	assert.False(t, b7.ended(0), "user 7 stays")
+	assert.EqualValues(t, 2, a.Sender.Stats().Revoked)
+	assert.EqualValues(t, 1, b.Sender.Stats().Revoked)
+
+	// A channel's streams, wherever they are.
+	require.NoError(t, a.Sender.Disconnect(context.Background(), ginsse.InChannel("z")))
+	require.True(t, b7.ended(5*time.Second))
+	assert.False(t, a7x.ended(200*time.Millisecond), "channel x stays")
+	a.publish(t, "", "still here", ginsse.Channel("x"))
+	assert.Equal(t, "still here", a7x.next(t).Data)
+	require.Eventually(t, func() bool { return a.Sender.Stats().Streams == 1 && b.Sender.Stats().Streams == 0 },
+		5*time.Second, time.Millisecond, "ended streams release what they held")
 }
 
 // Tags and a user on one channel pick exactly their streams.
@@ -178,35 +183,41 @@ func TestDisconnectedStreamResumesWithNothingLost(t *testing.T) {
 func TestDisconnectDuringSubscriptionOutageIsAppliedOnceBack(t *testing.T) {
 	for _, history := range []int{0, 100} {
 		t.Run("history="+strconv.Itoa(history), func(t *testing.T) {
-			opts := withOpts(quickRetry, func(o *ginsse.Options) { o.History = history; o.Timeout = 300 * time.Millisecond })
-			b := newTestServer(t, opts, identityFromQuery)
-			proxy := newProxy(t, b.Redis.Addr())
-			a := newTestServer(t, withOpts(opts, func(o *ginsse.Options) { o.Addr = proxy.Addr() }), identityFromQuery)
-			c := openStream(t, a.URL+"/stream?user=42")
-
-			proxy.cut()
-			require.NoError(t, b.Sender.Disconnect(context.Background(), ginsse.User("42")))
-			assert.False(t, c.ended(300*time.Millisecond), "the command has not reached A")
-			proxy.heal()
-			require.True(t, c.ended(10*time.Second), "A applies it once its subscription is back")
-			assert.EqualValues(t, 1, a.Sender.Stats().Revoked)
-
-			again := openStream(t, a.URL+"/stream?user=42")
-			proxy.cut() // and back: the command is read again, and passed over
-			proxy.heal()
-			require.Eventually(t, func() bool {
-				_ = b.Sender.Publish(context.Background(), "", "back")
-				select {
-				case e := <-again.events:
-					return e.Data == "back"
-				case <-time.After(20 * time.Millisecond):
-					return false
-				}
-			}, 10*time.Second, time.Millisecond, "A's subscription is back")
-			assert.False(t, again.ended(300*time.Millisecond), "a command applies once")
-			assert.EqualValues(t, 1, a.Sender.Stats().Revoked)
+			disconnectDuringOutage(t, miniredis.RunT(t).Addr(), history)
 		})
 	}
+}
+
+// disconnectDuringOutage cuts replica A off the Redis at addr, sends a
+// Disconnect through replica B, and lets A back.
+func disconnectDuringOutage(t *testing.T, addr string, history int) {
+	opts := withOpts(quickRetry, func(o *ginsse.Options) { o.History = history; o.Timeout = 300 * time.Millisecond; o.Addr = addr })
+	b := newTestServer(t, opts, identityFromQuery)
+	proxy := newProxy(t, addr)
+	a := newTestServer(t, withOpts(opts, func(o *ginsse.Options) { o.Addr = proxy.Addr() }), identityFromQuery)
+	c := openStream(t, a.URL+"/stream?user=42")
+
+	proxy.cut()
+	require.NoError(t, b.Sender.Disconnect(context.Background(), ginsse.User("42")))
+	assert.False(t, c.ended(300*time.Millisecond), "the command has not reached A")
+	proxy.heal()
+	require.True(t, c.ended(10*time.Second), "A applies it once its subscription is back")
+	assert.EqualValues(t, 1, a.Sender.Stats().Revoked)
+
+	again := openStream(t, a.URL+"/stream?user=42")
+	proxy.cut() // and back: the command is read again, and passed over
+	proxy.heal()
+	require.Eventually(t, func() bool {
+		_ = b.Sender.Publish(context.Background(), "", "back")
+		select {
+		case e := <-again.events:
+			return e.Data == "back"
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	}, 10*time.Second, time.Millisecond, "A's subscription is back")
+	assert.False(t, again.ended(300*time.Millisecond), "a command applies once")
+	assert.EqualValues(t, 1, a.Sender.Stats().Revoked)
 }
 
 // No client can subscribe to the control channel, and no Send can
