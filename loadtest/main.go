@@ -118,24 +118,40 @@ func main() {
 		users     = flag.Int("users", 50, "with -chaos: per-user channels, one stream each, besides -channels shared by -streams")
 		onCluster = flag.Bool("cluster", false, "with -chaos: a 3+3 Redis Cluster of the tool's own, whose Redis fault is a master's SIGKILL and the failover")
 		strict    = flag.Bool("strict", false, "with -chaos: fail when a stream lost, repeated or got a gap for an event Redis held")
+		lifecycle = flag.Bool("lifecycle", false, "what Disconnect of a user, of a channel, and a mass expiry cost the other streams' latency")
+		rotate    = flag.Bool("rotate", false, "how -max-stream-age spreads streams over a replica started later")
+		phase     = flag.Duration("phase", 10*time.Second, "with -lifecycle: length of each phase")
+		settle    = flag.Duration("settle", 60*time.Second, "with -lifecycle: time the streams have to connect before the phases start")
+		maxAge    = flag.Duration("max-stream-age", 0, "the ginsse server's MaxStreamAge (with -serve and -rotate)")
 	)
 	flag.Parse()
 	raiseFileLimit()
 	if *history < 0 {
 		*history = 0
-		if *storm || *cold {
+		if *storm || *cold || *lifecycle || *rotate {
 			*history = 1000
 		}
 		if *chaosRun {
 			*history = 100000
 		}
 	}
+	if *lifecycle && *channels == 1 {
+		*channels = 10 // the default with -lifecycle: a tenth of the streams per channel
+	}
 	var err error
 	switch {
 	case *serveMode != "":
-		err = serve(*serveMode, *listen, *redisAddr, *history)
+		err = serve(*serveMode, *listen, *redisAddr, *history, *maxAge)
 	case *storm && *cold:
 		err = errors.New("-storm and -cold are two modes: choose one")
+	case *lifecycle || *rotate:
+		cfg := lifecycleConfig{redis: *redisAddr, streams: *streams, channels: *channels, rate: *rate, history: *history,
+			phase: *phase, maxAge: *maxAge, settle: *settle}
+		if *rotate {
+			err = runRotate(cfg, *jsonOut)
+		} else {
+			err = runLifecycle(cfg, *jsonOut)
+		}
 	case *chaosRun:
 		cfg := chaosConfig{duration: *duration, every: *every, shared: *channels, streams: *streams, users: *users,
 			rate: *rate, history: *history, seed: *seed, cluster: *onCluster}

@@ -153,24 +153,25 @@ func (s *server) stop() {
 
 // startServer runs this binary as the server on a free loopback port and
 // waits until it answers.
-func startServer(mode, redisAddr string, history int) (*server, error) {
+func startServer(mode, redisAddr string, history int, extra ...string) (*server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := l.Addr().String()
 	l.Close()
-	return startServerAt(mode, addr, redisAddr, history)
+	return startServerAt(mode, addr, redisAddr, history, extra...)
 }
 
 // startServerAt runs this binary as the server on addr and waits until it
 // answers, or fails as soon as the process exits (a port still taken).
-func startServerAt(mode, addr, redisAddr string, history int) (*server, error) {
+func startServerAt(mode, addr, redisAddr string, history int, extra ...string) (*server, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-serve", mode, "-listen", addr, "-redis", redisAddr, "-history", strconv.Itoa(history))
+	args := append([]string{"-serve", mode, "-listen", addr, "-redis", redisAddr, "-history", strconv.Itoa(history)}, extra...)
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

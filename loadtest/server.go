@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,22 +29,30 @@ var modes = []string{modeGinsse, modePerClient, modeMemory}
 
 // serve runs one server until the process is killed. history is the
 // ginsse server's Options.History (0: off); the others ignore it.
-func serve(mode, listen, redisAddr string, history int) error {
+func serve(mode, listen, redisAddr string, history int, maxAge time.Duration) error {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.GET("/ready", func(c *gin.Context) { c.Status(http.StatusNoContent) })
 	switch mode {
 	case modeGinsse:
 		logs := &logCounter{counts: map[string]int64{}}
-		opts := ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs)}
+		opts := ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs), MaxStreamAge: maxAge}
 		if strings.Contains(redisAddr, ",") { // a Redis Cluster's nodes: sharded pub/sub, as the example runs it
 			cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(redisAddr, ","),
 				PoolSize: 3, PipelinePoolSize: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 			defer cluster.Close()
 			opts.Addr, opts.Client, opts.Sharded = "", cluster, true
 		}
-		s := ginsse.Register(r.Group("/stream"), opts)
+		s := ginsse.Register(r.Group("/stream", identity), opts)
 		defer s.Close()
+		r.POST("/disconnect", func(c *gin.Context) {
+			sel := ginsse.Selector{User: c.Query("user"), Channel: c.Query("channel")}
+			if err := s.Disconnect(c, sel); err != nil {
+				c.String(http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			c.Status(http.StatusNoContent)
+		})
 		r.GET("/stats", func(c *gin.Context) { c.JSON(http.StatusOK, serverStats{Stats: s.Stats(), Warnings: logs.snapshot()}) })
 		r.POST("/send", s.Middleware(), func(c *gin.Context) {
 			if err := ginsse.Send(c, "", c.Query("data"), ginsse.Channel(c.Query("channel"))); err != nil {
@@ -74,6 +83,16 @@ func serve(mode, listen, redisAddr string, history int) error {
 	}
 	srv := &http.Server{Addr: listen, Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	return srv.ListenAndServe()
+}
+
+// identity gives a ginsse stream the identity its query names: user, and
+// expires, a time in Unix milliseconds.
+func identity(c *gin.Context) {
+	id := ginsse.Identity{User: c.Query("user")}
+	if ms, err := strconv.ParseInt(c.Query("expires"), 10, 64); err == nil {
+		id.ExpiresAt = time.UnixMilli(ms)
+	}
+	ginsse.SetIdentity(c, id)
 }
 
 // serverStats is what GET /stats of the ginsse server answers: the
