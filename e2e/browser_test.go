@@ -246,6 +246,15 @@ func (ex *example) send(t *testing.T, form url.Values) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 }
 
+// postForm sends a form to path and requires the status.
+func (ex *example) postForm(t *testing.T, path string, form url.Values, want int) {
+	t.Helper()
+	resp, err := http.PostForm("http://"+ex.addr+path, form)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, want, resp.StatusCode, "POST %s %v", path, form)
+}
+
 // metric reads one unlabelled figure from the example's GET /metrics.
 func (ex *example) metric(t *testing.T, name string) float64 {
 	t.Helper()
@@ -339,10 +348,7 @@ func TestBrowserRevokedPageIsRefused(t *testing.T) {
 	eval[bool](t, ctx, `document.getElementById('user').value = 'ada'; connect(); true`)
 	waitJS(t, ctx, `document.getElementById('state').textContent === 'open' && document.getElementById('whoami').textContent === 'ada'`)
 
-	resp, err := http.PostForm("http://"+b.addr+"/revoke", url.Values{"user": {"ada"}})
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	b.postForm(t, "/revoke", url.Values{"user": {"ada"}}, http.StatusAccepted)
 	waitJS(t, ctx, `document.getElementById('state').textContent === 'closed'`)
 	assert.Contains(t, eval[string](t, ctx, `document.getElementById('substatus').textContent`), "refused")
 	assert.Equal(t, 403, eval[int](t, ctx, `fetch('/stream').then(r => r.status)`, awaitPromise), "the guard refuses the user")

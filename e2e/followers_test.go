@@ -48,6 +48,16 @@ func (f *follower) why() string {
 	return f.whys[0]
 }
 
+// lastWhy is what the follower said with its latest state.
+func (f *follower) lastWhy() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.whys) == 0 {
+		return ""
+	}
+	return f.whys[len(f.whys)-1]
+}
+
 func (f *follower) record(change func()) {
 	f.mu.Lock()
 	change()

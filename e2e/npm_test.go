@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -69,4 +70,27 @@ func TestNodeEventSourceOpenedDuringOutage(t *testing.T) {
 	f.waitFor(t, "after the outage")
 	assert.Equal(t, []string{"after the outage"}, f.events())
 	assert.Equal(t, []string{"open"}, f.history(), "no error, no reconnect")
+}
+
+// A user revoked through another replica loses the npm client's stream:
+// the client comes back, meets the guard's 403 and gives up. Revoked
+// without reconnect, it gets the ginsse-disconnect event and closes.
+func TestNodeEventSourceRevoked(t *testing.T) {
+	node := needNode(t)
+	redisURL := "redis://" + startRedisServer(t).addr + "/0"
+	a := startExample(t, "-redis", redisURL)
+	b := startExample(t, "-redis", redisURL)
+	f := followWithNode(t, node, a.url()+"stream?user=ada")
+	f.waitUntil(t, "open", func() bool { return f.opens() == 1 })
+	b.postForm(t, "/revoke", url.Values{"user": {"ada"}}, http.StatusAccepted)
+	f.waitUntil(t, "closed", func() bool { return slices.Contains(f.history(), "closed") })
+	assert.Equal(t, []string{"open", "reconnecting", "closed"}, f.history())
+	assert.True(t, strings.Contains(f.lastWhy(), "403"), "why: %q", f.lastWhy())
+
+	g := followWithNode(t, node, a.url()+"stream?user=bob")
+	g.waitUntil(t, "open", func() bool { return g.opens() == 1 })
+	b.postForm(t, "/revoke", url.Values{"user": {"bob"}, "reconnect": {"false"}}, http.StatusAccepted)
+	g.waitUntil(t, "closed", func() bool { return slices.Contains(g.history(), "closed") })
+	assert.Equal(t, []string{"open", "closed"}, g.history(), "no reconnect")
+	assert.Equal(t, "ginsse-disconnect", g.lastWhy())
 }

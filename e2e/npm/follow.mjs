@@ -14,6 +14,12 @@ es.onopen = () => print({ state: states[es.readyState] });
 es.onerror = (e) => print({ state: es.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting', why: `${e.code ?? ''} ${e.message ?? ''}`.trim() });
 es.onmessage = onEvent;
 es.addEventListener('ginsse-gap', onEvent);
+// As a page should: a ginsse-disconnect asks the client not to come back.
+es.addEventListener('ginsse-disconnect', (e) => {
+  onEvent(e);
+  es.close();
+  print({ state: 'closed', why: 'ginsse-disconnect' });
+});
 
 process.stdin.on('end', () => { es.close(); process.exit(0); });
 process.stdin.resume();
