@@ -21,6 +21,7 @@ const (
 	// that a Sender whose subscription was down applies it once back.
 	controlAge  = time.Hour
 	controlKeep = 10000
+	controlSkew = 2 * time.Second
 )
 
 // control receives the commands of the control channel, in order, in one
@@ -56,8 +57,9 @@ func newControl(s *Sender) *control {
 		name: s.opts.Prefix + controlChannel,
 		wake: make(chan struct{}, 1),
 		// Commands sent before this Sender existed have no stream of its
-		// own to end.
-		cursor: position{ms: uint64(time.Now().UnixMilli())},
+		// to end. The margin is for a clock ahead of Redis's: a command
+		// sent just after the start must not look older.
+		cursor: position{ms: uint64(time.Now().Add(-controlSkew).UnixMilli())},
 	}
 }
 
@@ -107,25 +109,33 @@ func (c *control) run() {
 			return
 		case <-c.wake:
 		}
-		for {
-			c.mu.Lock()
-			items := c.queue
-			c.queue = nil
-			c.mu.Unlock()
-			if len(items) == 0 {
-				break
+		if !c.drain() {
+			return
+		}
+	}
+}
+
+// drain handles the queued items, in order, until none is left. It
+// reports false once the Sender closed.
+func (c *control) drain() bool {
+	for {
+		c.mu.Lock()
+		items := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+		if len(items) == 0 {
+			return true
+		}
+		for _, it := range items {
+			if it.payload == "" {
+				if !c.catchUp() {
+					return false
+				}
+				continue
 			}
-			for _, it := range items {
-				if it.payload == "" {
-					if !c.catchUp() {
-						return
-					}
-					continue
-				}
-				var cmd command
-				if json.Unmarshal([]byte(it.payload), &cmd) == nil {
-					c.apply(&cmd)
-				}
+			var cmd command
+			if json.Unmarshal([]byte(it.payload), &cmd) == nil {
+				c.apply(&cmd)
 			}
 		}
 	}
