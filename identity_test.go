@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -122,4 +123,50 @@ func TestMaxStreamAgeMustNotBeNegative(t *testing.T) {
 	_, err := ginsse.New(ginsse.Options{MaxStreamAge: -time.Second})
 	require.ErrorIs(t, err, ginsse.ErrInvalidOptions)
 	assert.Contains(t, err.Error(), "MaxStreamAge")
+}
+
+// A stream the server ends before it settled — here an identity that
+// expired before it opened — still leaves its client an id to resume
+// from, so what was published meanwhile is not lost.
+func TestStreamEndedBeforeItSettledLeavesItsClientAnID(t *testing.T) {
+	guard := func(c *gin.Context) {
+		if c.Query("expired") != "" {
+			ginsse.SetIdentity(c, ginsse.Identity{User: "42", ExpiresAt: time.Now().Add(-time.Second)})
+		}
+	}
+	mr := miniredis.RunT(t)
+	far := newProxy(t, mr.Addr())
+	far.delay = 30 * time.Millisecond // the window's first read is still out when the stream starts
+	ts := newTestServer(t, ginsse.Options{Addr: far.Addr(), History: 100, RetryMin: 10 * time.Millisecond, RetryMax: 10 * time.Millisecond}, guard)
+	for i := range 5 {
+		ch := "fresh" + strconv.Itoa(i) // a channel new to the Sender: its window is not live yet
+		c := openStream(t, ts.URL+"/stream?expired=1&channel="+ch)
+		require.True(t, c.ended(5*time.Second))
+		id := c.lastEventID()
+		require.NotEmpty(t, id, "the stream ended without giving its client an id")
+		ts.publish(t, "", "while away", ginsse.Channel(ch))
+		r := resumeStream(t, ts.URL+"/stream?channel="+ch, id)
+		assert.Equal(t, "while away", r.next(t).Data)
+		r.close()
+	}
+}
+
+// The same for a stream that opened while Redis was down: it waits for
+// Redis, up to Options.Timeout, to give its client an id before it ends.
+func TestStreamEndedDuringAnOutageWaitsForItsID(t *testing.T) {
+	guard := func(c *gin.Context) {
+		ginsse.SetIdentity(c, ginsse.Identity{User: "42", ExpiresAt: time.Now().Add(-time.Second)})
+	}
+	mr := miniredis.RunT(t)
+	addr := mr.Addr()
+	ts := newTestServer(t, ginsse.Options{Addr: addr, History: 100, Timeout: 3 * time.Second,
+		RetryMin: 10 * time.Millisecond, RetryMax: 10 * time.Millisecond}, guard)
+	mr.Close()
+	c := openStream(t, ts.URL+"/stream?channel=outage") // answers 200 after Timeout, without Redis
+	back := miniredis.NewMiniRedis()
+	require.NoError(t, back.StartAddr(addr))
+	t.Cleanup(back.Close)
+	require.True(t, c.ended(10*time.Second))
+	assert.NotEmpty(t, c.lastEventID(), "the stream ended without giving its client an id")
+	assert.EqualValues(t, 1, ts.Sender.Stats().OutageOpens)
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -18,6 +19,9 @@ type tcpProxy struct {
 	down   bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+	// delay, when set before the first connection, holds every reply
+	// that long: a Redis far away.
+	delay time.Duration
 }
 
 func newProxy(t testing.TB, target string) *tcpProxy {
@@ -59,14 +63,30 @@ func (p *tcpProxy) accept() {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, p.delay)
+		go p.pipe(up, c, 0)
 	}
 }
 
-func (p *tcpProxy) pipe(dst, src net.Conn) {
+func (p *tcpProxy) pipe(dst, src net.Conn, delay time.Duration) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	if delay == 0 {
+		_, _ = io.Copy(dst, src)
+	} else {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				time.Sleep(delay)
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
 	dst.Close()
 	src.Close()
 }

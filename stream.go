@@ -86,29 +86,47 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	c.Writer.Flush()
 	st.notify()
 	reason := "" // why the server ended it
+	revoked := r.end
+	// A stream the server ends before it settled has given its client no
+	// id to resume from: it ends once settled, or after Timeout.
+	var pending string
+	var settle <-chan time.Time
 	c.Stream(func(out io.Writer) bool {
+		why := ""
 		select {
 		case <-st.wake:
-			return d.step(out)
+			if !d.step(out) {
+				return false
+			}
+			if pending != "" && d.idSent {
+				why = pending
+			}
 		case <-s.beat.wait():
 			return d.write(out, heartbeatFrame)
 		case <-s.quit:
 			d.write(out, s.retryHint())
 			return false
 		case <-life.due():
-			reason = life.passed()
+			why = life.passed()
 		case a := <-life.refreshed():
-			reason = life.settle(a)
-		case <-r.end:
-			reason = endRevoked
-			if r.final {
-				d.write(out, disconnectFrame)
-			}
+			why = life.settle(a)
+		case <-revoked:
+			revoked, why = nil, endRevoked
+		case <-settle:
+			why = pending
 		case <-ctx.Done():
 			return false
 		}
-		if reason == "" {
+		if why == "" {
 			return true
+		}
+		if !d.idSent && settle == nil {
+			pending, settle = why, time.After(s.opts.Timeout)
+			return true
+		}
+		reason = why
+		if reason == endRevoked && r.final {
+			d.write(out, disconnectFrame)
 		}
 		d.write(out, s.retryHint())
 		return false
