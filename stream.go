@@ -85,7 +85,16 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	}
 	c.Writer.Flush()
 	st.notify()
-	reason := "" // why the server ended it
+	if reason := s.follow(c, d, life, r); reason != "" {
+		s.endedOnPurpose(reason, life.id, chans)
+	}
+	d.logEnd(ctx)
+}
+
+// follow writes the stream until its client goes, the Sender closes, or
+// the server ends it; it returns why the server did, or "".
+func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime, r *reach) (reason string) {
+	ctx, st := c.Request.Context(), d.st
 	revoked := r.end
 	// A stream the server ends before it settled has given its client no
 	// id to resume from: it ends once settled, or after Timeout.
@@ -131,10 +140,7 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 		d.write(out, s.retryHint())
 		return false
 	})
-	if reason != "" {
-		s.endedOnPurpose(reason, life.id, chans)
-	}
-	d.logEnd(ctx)
+	return reason
 }
 
 // endedOnPurpose counts and logs a stream the server ended for reason.
