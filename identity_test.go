@@ -19,11 +19,27 @@ import (
 	"github.com/ginsse/ginsse/sseclient"
 )
 
-// A stream rotated at MaxStreamAge comes back with its Last-Event-ID, as
-// a browser does, and misses nothing.
+// A stream rotated at MaxStreamAge, or whose identity expires, comes back
+// with its Last-Event-ID, as a browser does, and misses nothing.
 func TestMaxStreamAgeRotatesAndLosesNothing(t *testing.T) {
 	ts := newTestServer(t, ginsse.Options{History: 1000, MaxStreamAge: 300 * time.Millisecond,
 		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	followAcrossEnds(t, ts)
+	assert.GreaterOrEqual(t, ts.Sender.Stats().Rotated, int64(2), "1.2 s of streaming at a 225–300 ms age")
+}
+
+func TestExpiryLosesNothing(t *testing.T) {
+	guard := func(c *gin.Context) {
+		ginsse.SetIdentity(c, ginsse.Identity{User: "42", ExpiresAt: time.Now().Add(250 * time.Millisecond)})
+	}
+	ts := newTestServer(t, ginsse.Options{History: 1000, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, guard)
+	followAcrossEnds(t, ts)
+	assert.GreaterOrEqual(t, ts.Sender.Stats().Expired, int64(2), "1.2 s of streaming with 250 ms identities")
+}
+
+// followAcrossEnds follows the default channel with sseclient while 60
+// events are sent over 1.2 s, and requires each of them once, in order.
+func followAcrossEnds(t *testing.T, ts *testServer) {
 	c, err := sseclient.New(ts.URL+"/stream", sseclient.Options{})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -48,14 +64,13 @@ func TestMaxStreamAgeRotatesAndLosesNothing(t *testing.T) {
 	for i := range total {
 		select {
 		case e := <-got:
-			require.Equal(t, strconv.Itoa(i), e.Data, "every event once, in order, across rotations (%+v)", e)
+			require.Equal(t, strconv.Itoa(i), e.Data, "every event once, in order, across ends (%+v)", e)
 		case <-ctx.Done():
 			t.Fatalf("event %d never came", i)
 		}
 	}
 	cancel()
 	<-done
-	assert.GreaterOrEqual(t, ts.Sender.Stats().Rotated, int64(2), "1.2 s of streaming at a 225–300 ms age")
 }
 
 // logBuffer collects a Sender's log lines.
