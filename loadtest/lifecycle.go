@@ -110,9 +110,10 @@ func runLifecycle(cfg lifecycleConfig, jsonOut string) error {
 	}
 	fmt.Fprintf(os.Stderr, "lifecycle: %d streams open; phases start in %v\n", cfg.streams, time.Until(t0).Round(time.Millisecond))
 	lc.act(srv.addr)
+	st := readServerStats(srv.addr) // before the streams go
 	cancel()
 	pub.wait()
-	return lc.report(srv.addr, jsonOut)
+	return lc.report(st, jsonOut)
 }
 
 // act runs the phases' actions on schedule.
@@ -308,7 +309,7 @@ type lifecyclePhase struct {
 	LastEndedAfterS float64 // the last of them, seconds after the action
 }
 
-func (lc *lifecycle) report(addr string, jsonOut string) error {
+func (lc *lifecycle) report(st *serverStats, jsonOut string) error {
 	var out []lifecyclePhase
 	quiet := lc.hists[0].quantile(0.99)
 	fmt.Printf("%d streams on %d channels, %.0f events/s on each, history %d, phases of %v\n",
@@ -324,8 +325,8 @@ func (lc *lifecycle) report(addr string, jsonOut string) error {
 		out = append(out, ph)
 		fmt.Printf("%-8s %10d %9.1f %9.1f %9.1f %8.2f %7d %9.2fs\n", name, ph.Events, ph.P50, ph.P99, ph.Max, ph.P99VsQuiet, ph.Ended, ph.LastEndedAfterS)
 	}
-	if st := readServerStats(addr); st != nil {
-		fmt.Printf("server: revoked %d, expired %d, streams %d, refused answers %d\n", st.Revoked, st.Expired, st.Streams, lc.refused.Load())
+	if st != nil {
+		fmt.Printf("server at the end: %d streams open; revoked %d, expired %d; %d answers not 200\n", st.Streams, st.Revoked, st.Expired, lc.refused.Load())
 	}
 	if jsonOut == "" {
 		return nil
