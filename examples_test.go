@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -151,4 +152,51 @@ func ExampleSetIdentity() {
 	events := ginsse.Register(stream, ginsse.Options{Addr: "localhost:6379", MaxStreamAge: 30 * time.Minute})
 	defer events.Close()
 	_ = r.Run(":8080")
+}
+
+// A logout ends the user's streams on every replica. The session goes
+// first, so the browser that comes back after the retry hint meets the
+// guard's 401.
+func ExampleSender_Disconnect() {
+	var sessions sync.Map // user -> struct{}: your session store
+	r := gin.Default()
+	stream := r.Group("/stream", func(c *gin.Context) {
+		user, err := c.Cookie("user")
+		if _, ok := sessions.Load(user); err != nil || !ok {
+			c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "log in first"})
+			return
+		}
+		ginsse.SetIdentity(c, ginsse.Identity{User: user})
+		c.Next()
+	})
+	events := ginsse.Register(stream, ginsse.Options{Addr: "localhost:6379"})
+	defer events.Close()
+	r.POST("/logout", func(c *gin.Context) {
+		user, _ := c.Cookie("user")
+		sessions.Delete(user)
+		if err := events.Disconnect(c, ginsse.User(user)); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
+			return
+		}
+		c.Status(http.StatusNoContent)
+	})
+	_ = r.Run(":8080")
+}
+
+// Refresh keeps a stream open past its identity's expiry for as long as
+// the session lives, without a reconnect.
+func ExampleOptions_refresh() {
+	sessionExpiry := func(ctx context.Context, user string) (time.Time, error) {
+		return time.Now().Add(15 * time.Minute), nil // your session store
+	}
+	events, err := ginsse.New(ginsse.Options{
+		Addr: "localhost:6379",
+		Refresh: func(ctx context.Context, id ginsse.Identity) (time.Time, error) {
+			return sessionExpiry(ctx, id.User)
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer events.Close()
 }

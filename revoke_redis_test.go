@@ -61,3 +61,24 @@ func TestRealClusterDisconnectOnEveryReplicaAndAfterFailover(t *testing.T) {
 	t.Logf("a stream ended %v after the first Disconnect sent once the control channel's master died", time.Since(start))
 	assert.False(t, other.ended(0))
 }
+
+// Without history, on a cluster with sharded pub/sub too.
+func TestRealClusterDisconnectWithoutHistory(t *testing.T) {
+	cl := startCluster(t, 0)
+	opts := func() ginsse.Options {
+		return withOpts(quickRetry, func(o *ginsse.Options) { o.Client, o.Sharded = cl.client(t), true })
+	}
+	a := newTestServer(t, opts(), identityFromQuery)
+	b := newTestServer(t, opts(), identityFromQuery)
+	var gone []*sseClient
+	for _, ch := range []string{"alpha", "beta", "gamma"} { // on different shards
+		gone = append(gone, openStream(t, a.URL+"/stream?user=42&channel="+ch))
+	}
+	stays := openStream(t, a.URL+"/stream?user=7&channel=alpha")
+	require.NoError(t, b.Sender.Disconnect(context.Background(), ginsse.User("42")))
+	for _, c := range gone {
+		require.True(t, c.ended(5*time.Second))
+	}
+	assert.False(t, stays.ended(200*time.Millisecond))
+	assert.EqualValues(t, 3, a.Sender.Stats().Revoked)
+}
