@@ -165,9 +165,50 @@ type lcClient struct {
 
 func (c *lcClient) run(ctx context.Context) {
 	r := sseclient.NewReader(strings.NewReader(""))
+	dial := func() (net.Conn, *bufio.Reader, error) {
+		q := url.Values{"channel": {lcChannel(c.ch)}, "user": {"u" + strconv.Itoa(c.i)}}
+		if c.expires != 0 {
+			q.Set("expires", strconv.FormatInt(c.expires, 10))
+		}
+		conn, body, err := dialSSE(ctx, c.lc.addr, c.i, q, r.LastEventID())
+		if errors.Is(err, errNot200) {
+			c.lc.refused.Add(1)
+		}
+		return conn, body, err
+	}
+	follow := func(body *bufio.Reader) time.Duration {
+		r.Reset(body)
+		c.read(r)
+		c.ended()
+		retry, ok := r.Retry()
+		if !ok {
+			retry = time.Second
+		}
+		return retry
+	}
+	browse(ctx, dial, func() { c.lc.connected.Add(1) }, follow)
+}
+
+// ended counts a stream the server ended during a phase.
+func (c *lcClient) ended() {
+	now := time.Now().UnixNano()
+	if p := c.lc.phaseOf(now); p > 0 {
+		c.lc.ended[p].Add(1)
+		if d := now - c.lc.actionAt[p].Load(); d > c.lc.lastEnd[p].Load() {
+			c.lc.lastEnd[p].Store(d) // a close enough maximum for a report
+		}
+	}
+	c.expires = 0 // it comes back with an identity that does not expire
+}
+
+// browse acts as a browser's EventSource on one stream until ctx ends:
+// it dials, calls opened after its first 200, follows the stream to its
+// end, and waits the reconnection time follow returns before it dials
+// again; a failed dial is retried after 200 ms.
+func browse(ctx context.Context, dial func() (net.Conn, *bufio.Reader, error), opened func(), follow func(*bufio.Reader) time.Duration) {
 	first := true
 	for ctx.Err() == nil {
-		conn, body, err := c.dial(ctx, r.LastEventID())
+		conn, body, err := dial()
 		if err != nil {
 			if !sleep(ctx, 200*time.Millisecond) {
 				return
@@ -176,46 +217,32 @@ func (c *lcClient) run(ctx context.Context) {
 		}
 		if first {
 			first = false
-			c.lc.connected.Add(1)
+			opened()
 		}
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		r.Reset(body)
-		c.read(r)
+		wait := follow(body)
 		stop()
 		conn.Close()
-		if ctx.Err() != nil {
-			return
-		}
-		now := time.Now().UnixNano()
-		if p := c.lc.phaseOf(now); p > 0 {
-			c.lc.ended[p].Add(1)
-			if d := now - c.lc.actionAt[p].Load(); d > c.lc.lastEnd[p].Load() {
-				c.lc.lastEnd[p].Store(d) // a close enough maximum for a report
-			}
-		}
-		c.expires = 0
-		retry, ok := r.Retry()
-		if !ok {
-			retry = time.Second
-		}
-		if !sleep(ctx, retry) {
+		if ctx.Err() != nil || !sleep(ctx, wait) {
 			return
 		}
 	}
 }
 
-func (c *lcClient) dial(ctx context.Context, lastID string) (net.Conn, *bufio.Reader, error) {
-	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+c.i%8))}
+// errNot200 is a stream request answered with another status.
+var errNot200 = errors.New("answer not 200")
+
+// dialSSE opens the stream GET /stream?query on addr, from a loopback
+// source address chosen by i, over HTTP/1.0 so that the body comes
+// unchunked, and returns it after its headers once it answered 200.
+func dialSSE(ctx context.Context, addr string, i int, query url.Values, lastID string) (net.Conn, *bufio.Reader, error) {
+	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}
 	d := net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.lc.addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
-	q := url.Values{"channel": {lcChannel(c.ch)}, "user": {"u" + strconv.Itoa(c.i)}}
-	if c.expires != 0 {
-		q.Set("expires", strconv.FormatInt(c.expires, 10))
-	}
-	req := "GET /stream?" + q.Encode() + " HTTP/1.0\r\nHost: " + c.lc.addr + "\r\n"
+	req := "GET /stream?" + query.Encode() + " HTTP/1.0\r\nHost: " + addr + "\r\n"
 	if lastID != "" {
 		req += "Last-Event-ID: " + lastID + "\r\n"
 	}
@@ -225,10 +252,13 @@ func (c *lcClient) dial(ctx context.Context, lastID string) (net.Conn, *bufio.Re
 	}
 	br := bufio.NewReaderSize(conn, 1024)
 	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 200 ") {
+	if err != nil {
 		conn.Close()
-		c.lc.refused.Add(1)
-		return nil, nil, fmt.Errorf("answer %q: %v", strings.TrimSpace(status), err)
+		return nil, nil, err
+	}
+	if !strings.Contains(status, " 200 ") {
+		conn.Close()
+		return nil, nil, fmt.Errorf("%w: %q", errNot200, strings.TrimSpace(status))
 	}
 	for {
 		line, err := br.ReadString('\n')

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,37 +54,22 @@ func runRotate(cfg lifecycleConfig, jsonOut string) error {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	for i := range cfg.streams {
-		wg.Go(func() {
-			first := true
-			for ctx.Err() == nil {
-				k := int(turn.Add(1)) % 2
-				if first {
-					k = 0
-				}
-				conn, body, err := holdStream(ctx, addrs[k], i)
-				if err != nil {
-					conn, body, err = holdStream(ctx, addrs[1-k], i)
-				}
-				if err != nil {
-					if !sleep(ctx, 200*time.Millisecond) {
-						return
-					}
-					continue
-				}
-				if first {
-					first = false
-					opened.Add(1)
-				}
-				stop := context.AfterFunc(ctx, func() { conn.Close() })
-				_, _ = io.Copy(io.Discard, body)
-				stop()
-				conn.Close()
-				// A browser waits out the retry hint, 1–5 s by default.
-				if !sleep(ctx, time.Second+time.Duration(i%4000)*time.Millisecond) {
-					return
-				}
+		q := url.Values{"channel": {"rotate"}, "user": {"u" + strconv.Itoa(i)}}
+		k := 0 // the first connect goes to A
+		dial := func() (net.Conn, *bufio.Reader, error) {
+			conn, body, err := dialSSE(ctx, addrs[k], i, q, "")
+			if err != nil {
+				conn, body, err = dialSSE(ctx, addrs[1-k], i, q, "")
 			}
-		})
+			k = int(turn.Add(1)) % 2
+			return conn, body, err
+		}
+		follow := func(body *bufio.Reader) time.Duration {
+			_, _ = io.Copy(io.Discard, body)
+			// A browser waits out the retry hint, 1–5 s by default.
+			return time.Second + time.Duration(i%4000)*time.Millisecond
+		}
+		wg.Go(func() { browse(ctx, dial, func() { opened.Add(1) }, follow) })
 	}
 	for opened.Load() < int64(cfg.streams) {
 		time.Sleep(50 * time.Millisecond)
@@ -125,27 +110,4 @@ func runRotate(cfg lifecycleConfig, jsonOut string) error {
 		return err
 	}
 	return os.WriteFile(jsonOut, out, 0o644)
-}
-
-// holdStream opens one stream on addr and returns its body once it
-// answered 200.
-func holdStream(ctx context.Context, addr string, i int) (net.Conn, io.Reader, error) {
-	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}
-	d := net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	req := "GET /stream?channel=rotate&user=u" + strconv.Itoa(i) + " HTTP/1.0\r\nHost: " + addr + "\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	br := bufio.NewReaderSize(conn, 512)
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 200 ") {
-		conn.Close()
-		return nil, nil, fmt.Errorf("answer %q: %v", strings.TrimSpace(status), err)
-	}
-	return conn, br, nil
 }
