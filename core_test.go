@@ -398,6 +398,11 @@ func TestRedisDownAndBack(t *testing.T) {
 	// message again; a SUBSCRIBE retried for a newcomer may have made the
 	// connection before that.
 	require.Eventually(t, func() bool { return ts.Sender.Stats().Reconnects >= 1 }, 10*time.Second, 10*time.Millisecond)
+	// go-redis refuses to dial for up to a second once enough dials
+	// failed during the outage, until its probe reaches Redis again.
+	require.Eventually(t, func() bool {
+		return ts.Sender.Publish(context.Background(), "", "probe", ginsse.Channel("nobody")) == nil
+	}, 10*time.Second, 10*time.Millisecond, "publishing works again")
 	require.NoError(t, ts.Sender.Publish(context.Background(), "", "back"))
 	assert.Equal(t, "back", c.next(t).Data)
 

@@ -150,8 +150,7 @@ func TestStreamEndedBeforeItSettledLeavesItsClientAnID(t *testing.T) {
 		}
 	}
 	mr := miniredis.RunT(t)
-	far := newProxy(t, mr.Addr())
-	far.delay = 30 * time.Millisecond // the window's first read is still out when the stream starts
+	far := newSlowProxy(t, mr.Addr(), 30*time.Millisecond) // the window's first read is still out when the stream starts
 	ts := newTestServer(t, ginsse.Options{Addr: far.Addr(), History: 100, RetryMin: 10 * time.Millisecond, RetryMax: 10 * time.Millisecond}, guard)
 	for i := range 5 {
 		ch := "fresh" + strconv.Itoa(i) // a channel new to the Sender: its window is not live yet

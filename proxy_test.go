@@ -19,16 +19,17 @@ type tcpProxy struct {
 	down   bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
-	// delay, when set before the first connection, holds every reply
-	// that long: a Redis far away.
-	delay time.Duration
+	delay  time.Duration // every reply is held that long: a Redis far away
 }
 
-func newProxy(t testing.TB, target string) *tcpProxy {
+func newProxy(t testing.TB, target string) *tcpProxy { return newSlowProxy(t, target, 0) }
+
+// newSlowProxy is a proxy that holds every reply for delay.
+func newSlowProxy(t testing.TB, target string, delay time.Duration) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, delay: delay}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
