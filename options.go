@@ -101,6 +101,16 @@ type Options struct {
 	// must honour its context; a stream that ends cancels it and waits.
 	Refresh func(ctx context.Context, id Identity) (time.Time, error)
 
+	// Presence, when set, keeps who is on each channel in Redis for
+	// Sender.Presence, with this Sender's streams: at most one write per
+	// changed channel a second, and a sign of life every third of
+	// PresenceTTL. Queries work on any Sender, with it on or off.
+	Presence bool
+
+	// PresenceTTL is how long a Sender that gives no sign of life — it
+	// crashed, or lost Redis — still counts in presence. Default 30s.
+	PresenceTTL time.Duration
+
 	// WriteTimeout bounds each write to a client. The deadline keeps
 	// moving as the stream writes, so streams outlive an http.Server
 	// WriteTimeout, and a client that stops reading is dropped once a
@@ -159,6 +169,7 @@ const (
 	defaultQueueSize    = 128
 	defaultWriteTimeout = 10 * time.Second
 	defaultTimeout      = 2 * time.Second
+	defaultPresenceTTL  = 30 * time.Second
 	defaultRetryMin     = time.Second
 	defaultRetryMax     = 5 * time.Second
 	defaultReplayWindow = 1024
@@ -246,6 +257,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxStreamAge < 0 {
 		return o, optionError("MaxStreamAge", "must not be negative")
+	}
+	switch {
+	case o.PresenceTTL < 0:
+		return o, optionError("PresenceTTL", "must not be negative")
+	case o.PresenceTTL == 0:
+		o.PresenceTTL = defaultPresenceTTL
+	case o.PresenceTTL < 3*presenceFlush:
+		return o, optionError("PresenceTTL", "must be at least 3s: a Sender signs of life every third of it")
 	}
 	return o.withReplayDefaults()
 }

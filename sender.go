@@ -30,6 +30,7 @@ type Sender struct {
 	ends       *deadlines // streams' expiry and rotation
 	ctl        *control   // Disconnect commands
 	reach      reaches    // open streams, for commands
+	pres       *presence  // nil without Options.Presence
 	log        *slog.Logger
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE commands
@@ -84,6 +85,10 @@ func New(opts Options) (*Sender, error) {
 	s.startControl()
 	s.ends = newDeadlines()
 	s.goOwned(s.runDeadlines)
+	if o.Presence {
+		s.pres = newPresence(s)
+		s.goOwned(s.pres.run)
+	}
 	if o.Heartbeat > 0 {
 		s.beat = newClock()
 		s.goOwned(func() { s.tick(o.Heartbeat) })

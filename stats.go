@@ -18,13 +18,17 @@ type Stats struct {
 	Rotated       int64 // streams ended at Options.MaxStreamAge
 	Revoked       int64 // streams ended by Disconnect
 	Refreshes     int64 // identities Options.Refresh extended
+	// PresenceEntries counts the users on channels this Sender reports
+	// to presence (a user on two channels counts twice).
+	PresenceEntries int64
+	PresenceWrites  int64 // Redis commands written for presence
 }
 
 // Stats returns the Sender's current figures. It is cheap and safe to call
 // at any time.
 func (s *Sender) Stats() Stats {
 	streams, channels := s.hub.counts()
-	return Stats{
+	st := Stats{
 		Streams:       streams,
 		Channels:      channels,
 		Published:     s.published.Load(),
@@ -42,4 +46,8 @@ func (s *Sender) Stats() Stats {
 		Revoked:       s.revoked.Load(),
 		Refreshes:     s.refreshes.Load(),
 	}
+	if s.pres != nil {
+		st.PresenceEntries, st.PresenceWrites = s.pres.entries.Load(), s.pres.writes.Load()
+	}
+	return st
 }

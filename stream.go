@@ -62,6 +62,10 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	r := &reach{id: id, chans: chans, end: make(chan struct{})}
 	s.reach.add(r)
 	defer s.reach.remove(r)
+	if s.pres != nil {
+		s.pres.join(names, id.User)
+		defer s.pres.leave(names, id.User)
+	}
 	st := newStream()
 	s.subscribe(st, names)
 	defer s.unsubscribe(st)

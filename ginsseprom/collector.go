@@ -46,6 +46,8 @@ func NewCollector(s *ginsse.Sender) *Collector {
 		m("expired_streams_total", "Streams ended with a retry hint because their identity expired.", counter, func(st ginsse.Stats) float64 { return float64(st.Expired) }),
 		m("rotated_streams_total", "Streams ended with a retry hint at MaxStreamAge.", counter, func(st ginsse.Stats) float64 { return float64(st.Rotated) }),
 		m("revoked_streams_total", "Streams ended by Disconnect.", counter, func(st ginsse.Stats) float64 { return float64(st.Revoked) }),
+		m("presence_entries", "Users on channels this Sender reports to presence.", gauge, func(st ginsse.Stats) float64 { return float64(st.PresenceEntries) }),
+		m("presence_writes_total", "Redis commands written for presence.", counter, func(st ginsse.Stats) float64 { return float64(st.PresenceWrites) }),
 		m("identity_refreshes_total", "Stream identities extended by Options.Refresh.", counter, func(st ginsse.Stats) float64 { return float64(st.Refreshes) }),
 		m("window_bytes", "Bytes of frames the channels' replay windows hold now.", gauge, func(st ginsse.Stats) float64 { return float64(st.WindowBytes) }),
 	}}
