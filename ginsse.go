@@ -157,6 +157,13 @@ func (s *Sender) Mount(group *gin.RouterGroup) {
 	group.GET("", s.serve)
 }
 
+// Resolve returns middleware that reads a request's channels as the
+// stream route does, so that guards that call Channels work on another
+// route too: a presence route behind the same guards as the stream, say.
+//
+//	r.GET("/presence", events.Resolve(), requireLogin, canRead, presence)
+func (s *Sender) Resolve() gin.HandlerFunc { return s.resolve }
+
 type senderKey struct{}
 
 // Middleware returns gin middleware that makes the Sender available to

@@ -6,8 +6,9 @@
 //	go run ./_example -redis redis://localhost:6379/0
 //	go run ./_example -redis-cluster 127.0.0.1:7000,127.0.0.1:7001
 //
-// Routes: GET / (the page), GET /stream?channel=NAME, POST /send,
-// POST /revoke and POST /grant, and GET /metrics (Prometheus).
+// Routes: GET / (the page), GET /stream?channel=NAME,
+// GET /presence?channel=NAME, POST /send, POST /revoke and POST /grant,
+// and GET /metrics (Prometheus).
 package main
 
 import (
@@ -53,6 +54,7 @@ type config struct {
 	maxStreams   int
 	maxStreamAge time.Duration
 	streamTTL    time.Duration
+	presenceTTL  time.Duration
 }
 
 func main() {
@@ -83,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.maxStreams, "max-streams", 0, "streams served at once; past it new ones get a retry hint (0: no limit)")
 	fs.DurationVar(&cfg.maxStreamAge, "max-stream-age", 0, "end each stream with a retry hint after about this long, so streams spread over replicas (0: off)")
 	fs.DurationVar(&cfg.streamTTL, "stream-ttl", 0, "each stream's identity expires this long after it opens; the stream ends with a retry hint (0: never)")
+	fs.DurationVar(&cfg.presenceTTL, "presence-ttl", 30*time.Second, "how long a replica that gives no sign of life still counts in presence (at least 3s)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -106,7 +109,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams,
-		MaxStreamAge: cfg.maxStreamAge, Logger: log}
+		MaxStreamAge: cfg.maxStreamAge, Presence: true, PresenceTTL: cfg.presenceTTL, Logger: log}
 	// store keeps the demo's revocations, in the same Redis.
 	var store redis.UniversalClient
 	switch {
@@ -186,7 +189,10 @@ func newRouter(sender *ginsse.Sender, rv *revocations, adminToken string, stream
 	r.GET("/", func(c *gin.Context) {
 		c.Data(http.StatusOK, "text/html; charset=utf-8", indexHTML)
 	})
-	sender.Mount(r.Group("/stream", identify(streamTTL), guardFirehose(adminToken), rv.guard))
+	guards := []gin.HandlerFunc{identify(streamTTL), guardFirehose(adminToken), rv.guard}
+	sender.Mount(r.Group("/stream", guards...))
+	// The presence of a channel, behind the same guards as its stream.
+	r.GET("/presence", append(append([]gin.HandlerFunc{sender.Resolve()}, guards...), presence(sender))...)
 	r.POST("/send", sender.Middleware(), send)
 	r.POST("/revoke", revokeHandler(sender, rv))
 	r.POST("/grant", grantHandler(rv))

@@ -22,7 +22,7 @@ import (
 func newDemo(t *testing.T, history int) (*httptest.Server, *miniredis.Miniredis) {
 	t.Helper()
 	mr := miniredis.RunT(t)
-	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), History: history})
+	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), History: history, Presence: true})
 	require.NoError(t, err)
 	srv := httptest.NewServer(newRouter(sender, demoRevocations(t, mr), "letmein", 0))
 	t.Cleanup(func() {
@@ -232,13 +232,13 @@ func TestFlags(t *testing.T) {
 	t.Setenv("HISTORY", "5")
 	cfg, err := parseFlags(nil, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, config{addr: "127.0.0.1:9999", heartbeat: 15 * time.Second, adminToken: "fromenv", history: 5}, cfg)
+	assert.Equal(t, config{addr: "127.0.0.1:9999", heartbeat: 15 * time.Second, adminToken: "fromenv", history: 5, presenceTTL: 30 * time.Second}, cfg)
 
 	cfg, err = parseFlags([]string{"-addr", ":1", "-redis", "redis://x:1/0", "-heartbeat", "-1s", "-admin-token", "t", "-history", "0", "-max-streams", "9000",
-		"-max-stream-age", "10m", "-stream-ttl", "1h"}, io.Discard)
+		"-max-stream-age", "10m", "-stream-ttl", "1h", "-presence-ttl", "10s"}, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, config{addr: ":1", redisURL: "redis://x:1/0", heartbeat: -time.Second, adminToken: "t", maxStreams: 9000,
-		maxStreamAge: 10 * time.Minute, streamTTL: time.Hour}, cfg)
+		maxStreamAge: 10 * time.Minute, streamTTL: time.Hour, presenceTTL: 10 * time.Second}, cfg)
 
 	_, err = parseFlags([]string{"-redis", "redis://x", "-redis-cluster", "a:1"}, io.Discard)
 	assert.Error(t, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -27,7 +28,7 @@ func postTo(t *testing.T, srv *httptest.Server, path string, form url.Values) (i
 
 // replica is one demo server on a shared Redis.
 func replica(t *testing.T, mr *miniredis.Miniredis) *httptest.Server {
-	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), History: 100,
+	sender, err := ginsse.New(ginsse.Options{Addr: mr.Addr(), History: 100, Presence: true,
 		RetryMin: 50 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 	require.NoError(t, err)
 	srv := httptest.NewServer(newRouter(sender, demoRevocations(t, mr), "letmein", 0))
@@ -165,4 +166,48 @@ func TestRevokeWithoutReconnect(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream was not ended")
 	}
+}
+
+func getJSON(t *testing.T, u string, v any) int {
+	t.Helper()
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	if v != nil && resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+	}
+	return resp.StatusCode
+}
+
+type presenceAnswer struct {
+	Channel string   `json:"channel"`
+	Users   []string `json:"users"`
+	Streams int      `json:"streams"`
+}
+
+// GET /presence answers who is on a channel on every replica, behind the
+// stream's guards.
+func TestPresenceRoute(t *testing.T) {
+	mr := miniredis.RunT(t)
+	a, b := replica(t, mr), replica(t, mr)
+	connectAs(t, a.URL+"/stream?user=ann&channel=room")
+	connectAs(t, b.URL+"/stream?user=bob&channel=room")
+	connectAs(t, b.URL+"/stream?channel=room")
+	want := presenceAnswer{Channel: "room", Users: []string{"ann", "bob"}, Streams: 3}
+	require.Eventually(t, func() bool {
+		var got presenceAnswer
+		return getJSON(t, a.URL+"/presence?channel=room", &got) == http.StatusOK && assert.ObjectsAreEqual(want, got)
+	}, 10*time.Second, 20*time.Millisecond)
+	var empty presenceAnswer
+	require.Equal(t, http.StatusOK, getJSON(t, b.URL+"/presence?channel=empty", &empty))
+	assert.Equal(t, presenceAnswer{Channel: "empty", Users: []string{}}, empty)
+
+	for _, q := range []string{"channel=bad%20channel", "channel=a&channel=b", "user=a*b&channel=room"} {
+		assert.Equal(t, http.StatusBadRequest, getJSON(t, a.URL+"/presence?"+q, nil), q)
+	}
+	assert.Equal(t, http.StatusForbidden, getJSON(t, a.URL+"/presence?channel=firehose", nil), "the firehose guard")
+	assert.Equal(t, http.StatusOK, getJSON(t, a.URL+"/presence?channel=firehose&token=letmein", nil))
+	code, _ := postTo(t, a, "/revoke", url.Values{"user": {"ann"}, "channel": {"room"}})
+	require.Equal(t, http.StatusAccepted, code)
+	assert.Equal(t, http.StatusForbidden, getJSON(t, a.URL+"/presence?channel=room&user=ann", nil), "a revoked user")
 }
