@@ -111,6 +111,19 @@ type Options struct {
 	// crashed, or lost Redis — still counts in presence. Default 30s.
 	PresenceTTL time.Duration
 
+	// JoinLeave, with Presence, sends each channel's streams a
+	// "ginsse-join" event when a user's first stream on the channel opens,
+	// on any Sender, and a "ginsse-leave" event when their last one has
+	// been closed for PresenceGrace; the data is {"user": NAME}. Each is
+	// sent once, whatever the number of Senders, and with History on it is
+	// a history event that a resume replays. Anonymous streams send none.
+	JoinLeave bool
+
+	// PresenceGrace is how long a user may be gone from a channel — a
+	// reconnect, a rotation, a restart — before ginsse-leave is sent; one
+	// who comes back within it sends neither leave nor join. Default 5s.
+	PresenceGrace time.Duration
+
 	// WriteTimeout bounds each write to a client. The deadline keeps
 	// moving as the stream writes, so streams outlive an http.Server
 	// WriteTimeout, and a client that stops reading is dropped once a
@@ -170,6 +183,7 @@ const (
 	defaultWriteTimeout = 10 * time.Second
 	defaultTimeout      = 2 * time.Second
 	defaultPresenceTTL  = 30 * time.Second
+	defaultGrace        = 5 * time.Second
 	defaultRetryMin     = time.Second
 	defaultRetryMax     = 5 * time.Second
 	defaultReplayWindow = 1024
@@ -265,6 +279,14 @@ func (o Options) withDefaults() (Options, error) {
 		o.PresenceTTL = defaultPresenceTTL
 	case o.PresenceTTL < 3*presenceFlush:
 		return o, optionError("PresenceTTL", "must be at least 3s: a Sender signs of life every third of it")
+	}
+	switch {
+	case o.JoinLeave && !o.Presence:
+		return o, optionError("JoinLeave", "needs Presence")
+	case o.PresenceGrace < 0:
+		return o, optionError("PresenceGrace", "must not be negative")
+	case o.PresenceGrace == 0:
+		o.PresenceGrace = defaultGrace
 	}
 	return o.withReplayDefaults()
 }

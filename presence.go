@@ -1,10 +1,12 @@
 package ginsse
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -128,18 +130,25 @@ func (p *presence) changes(all bool) map[string][]byte {
 	}
 	out := make(map[string][]byte, len(p.dirty))
 	for name := range p.dirty {
-		var b []byte
-		if r := p.chans[name]; r != nil {
-			streams := r.anon
-			for _, n := range r.users {
-				streams += n
-			}
-			b, _ = json.Marshal(rosterJSON{Streams: streams, Users: r.users})
-		}
-		out[name] = b
+		out[name] = p.encode(name)
 	}
 	clear(p.dirty)
 	return out
+}
+
+// encode is this Sender's roster of a channel as Redis keeps it; nil when
+// it has none. The caller holds mu.
+func (p *presence) encode(name string) []byte {
+	r := p.chans[name]
+	if r == nil {
+		return nil
+	}
+	streams := r.anon
+	for _, n := range r.users {
+		streams += n
+	}
+	b, _ := json.Marshal(rosterJSON{Streams: streams, Users: r.users})
+	return b
 }
 
 // again marks channels whose write failed, to be written next time.
@@ -153,12 +162,14 @@ func (p *presence) again(names map[string][]byte) {
 
 // run writes the changed rosters every presenceFlush, and a sign of life
 // every third of the TTL, until Close; then it takes this Sender's
-// rosters out of Redis.
+// rosters out of Redis. With join and leave on, it also runs the channels
+// whose leaves are due.
 func (p *presence) run() {
 	t := time.NewTicker(presenceFlush)
 	defer t.Stop()
 	var lastBeat time.Time
-	all := false // write every roster, not only the changed ones
+	var live []string // the Senders alive at the last sign of life
+	all := false      // write every roster, not only the changed ones
 	for {
 		select {
 		case <-p.s.quit:
@@ -167,29 +178,61 @@ func (p *presence) run() {
 		case <-t.C:
 		}
 		if since := time.Since(lastBeat); since >= p.s.opts.PresenceTTL/3 {
-			lost, err := p.signOfLife(!lastBeat.IsZero())
+			lost, now, err := p.signOfLife(!lastBeat.IsZero())
 			if err != nil {
 				continue // the rosters wait for Redis
 			}
 			// Silent for about the TTL (by another Sender's clock), its
 			// rosters may have been removed as a dead Sender's: it writes
-			// them all again.
-			all = all || lost || (!lastBeat.IsZero() && since > p.s.opts.PresenceTTL/2)
-			lastBeat = time.Now()
+			// them all again. A Sender that died leaves its users to be
+			// marked gone by the others' next writes.
+			all = all || lost || (!lastBeat.IsZero() && since > p.s.opts.PresenceTTL/2) ||
+				(p.s.opts.JoinLeave && !subset(live, now))
+			lastBeat, live = time.Now(), now
 		}
 		changed := p.changes(all)
 		all = false
-		if err := p.write(changed); err != nil {
-			p.again(changed)
-			p.s.log.Warn("ginsse: presence write failed; retrying", "channels", len(changed), "err", err)
+		if p.s.opts.JoinLeave {
+			ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
+			p.addDue(changed, p.dueLeaves(ctx))
+			cancel()
+		}
+		if failed := p.write(changed, live); len(failed) > 0 {
+			p.again(failed)
 		}
 	}
 }
 
-// signOfLife writes this Sender's sign of life, and reports whether Redis
-// had lost the one before (a restart without persistence): the rosters
-// must then be written again.
-func (p *presence) signOfLife(known bool) (lost bool, err error) {
+// subset reports whether every Sender of old is in now.
+func subset(old, now []string) bool {
+	for _, id := range old {
+		if !slices.Contains(now, id) {
+			return false
+		}
+	}
+	return true
+}
+
+// addDue adds to changed the channels whose leaves are due, with this
+// Sender's roster of each (none: nil).
+func (p *presence) addDue(changed map[string][]byte, due []string) {
+	if len(due) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, name := range due {
+		if _, ok := changed[name]; !ok {
+			changed[name] = p.encode(name)
+		}
+	}
+}
+
+// signOfLife writes this Sender's sign of life and returns the Senders
+// alive within the TTL, itself included. It reports whether Redis had
+// lost its sign of life before (a restart without persistence): the
+// rosters must then be written again.
+func (p *presence) signOfLife(known bool) (lost bool, live []string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
 	defer cancel()
 	now := time.Now()
@@ -197,32 +240,70 @@ func (p *presence) signOfLife(known bool) (lost bool, err error) {
 	added := pipe.ZAdd(ctx, p.alive, redis.Z{Score: float64(now.UnixMilli()), Member: p.id})
 	pipe.ZRemRangeByScore(ctx, p.alive, "-inf", strconv.FormatInt(now.Add(-presenceKeep).UnixMilli(), 10))
 	pipe.PExpire(ctx, p.alive, presenceKeep)
+	alive := pipe.ZRangeByScore(ctx, p.alive, &redis.ZRangeBy{Min: strconv.FormatInt(now.Add(-p.s.opts.PresenceTTL).UnixMilli(), 10), Max: "+inf"})
 	_, err = pipe.Exec(ctx)
-	p.writes.Add(3)
-	return known && added.Val() == 1, err
+	p.writes.Add(4)
+	return known && added.Val() == 1, alive.Val(), err
 }
 
-// write sends the changed rosters in one pipeline.
-func (p *presence) write(changed map[string][]byte) error {
+// write sends the changed rosters in one pipeline, each by the roster
+// script, and returns those that failed.
+func (p *presence) write(changed map[string][]byte, live []string) (failed map[string][]byte) {
 	if len(changed) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
 	defer cancel()
-	pipe := p.s.client.Pipeline()
-	for name, b := range changed {
-		key := presenceKey(name)
-		if b == nil {
-			pipe.HDel(ctx, key, p.id)
-			p.writes.Add(1)
-			continue
-		}
-		pipe.HSet(ctx, key, p.id, b)
-		pipe.PExpire(ctx, key, presenceKeep)
-		p.writes.Add(2)
+	names := make([]string, 0, len(changed))
+	for name := range changed {
+		names = append(names, name)
 	}
-	_, err := pipe.Exec(ctx)
-	return err
+	cmds := p.runRosters(ctx, names, changed, live, false)
+	var again []string
+	var at []int
+	for i, c := range cmds {
+		if isNoScript(c.Err()) { // a Redis that restarted, or a promoted replica
+			again, at = append(again, names[i]), append(at, i)
+		}
+	}
+	for j, c := range p.runRosters(ctx, again, changed, live, true) {
+		cmds[at[j]] = c
+	}
+	failed = map[string][]byte{}
+	due := map[string]int64{}
+	var firstErr error
+	for i, c := range cmds {
+		name := names[i]
+		if err := c.Err(); err != nil {
+			failed[name] = changed[name]
+			firstErr = cmp.Or(firstErr, err)
+		} else if ms, _ := c.Int64(); ms > 0 {
+			due[name] = ms
+		}
+	}
+	if err := p.scheduleLeaves(ctx, due); err != nil {
+		firstErr = cmp.Or(firstErr, err)
+	}
+	if firstErr != nil {
+		p.s.log.Warn("ginsse: presence write failed; retrying", "channels", len(failed), "err", firstErr)
+	}
+	return failed
+}
+
+// runRosters runs the roster script for names in one pipeline.
+func (p *presence) runRosters(ctx context.Context, names []string, rosters map[string][]byte, live []string, eval bool) []*redis.Cmd {
+	if len(names) == 0 {
+		return nil
+	}
+	pipe := p.s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(names))
+	for i, name := range names {
+		cmds[i] = p.rosterCmd(ctx, name, rosters[name], live, eval)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	_, _ = pipe.Exec(ctx)
+	p.writes.Add(int64(len(names)))
+	return cmds
 }
 
 // withdraw takes this Sender's rosters and sign of life out of Redis as

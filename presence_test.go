@@ -26,6 +26,7 @@ func presenceIs(t *testing.T, s *ginsse.Sender, channel string, want ginsse.Pres
 }
 
 func TestPresenceAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	presenceAcrossReplicas(t, miniredis.RunT(t).Addr())
 }
 
@@ -60,6 +61,7 @@ func presenceAcrossReplicas(t *testing.T, addr string) {
 // A Sender cut off from Redis stops giving signs of life; its streams
 // leave presence within the TTL, and come back with it.
 func TestPresenceDropsASilentReplicaWithinTheTTL(t *testing.T) {
+	t.Parallel()
 	mr := miniredis.RunT(t)
 	proxy := newProxy(t, mr.Addr())
 	a := newTestServer(t, withOpts(presenceOpts, func(o *ginsse.Options) { o.Addr = mr.Addr() }), identityFromQuery)
@@ -82,6 +84,7 @@ func TestPresenceDropsASilentReplicaWithinTheTTL(t *testing.T) {
 
 // After Redis lost everything, each Sender writes its rosters again.
 func TestPresenceSurvivesARedisThatForgot(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, presenceOpts, identityFromQuery)
 	openStream(t, ts.URL+"/stream?user=ann&channel=room")
 	want := ginsse.Presence{Channel: "room", Users: []string{"ann"}, Streams: 1}
