@@ -55,6 +55,8 @@ type config struct {
 	maxStreamAge time.Duration
 	streamTTL    time.Duration
 	presenceTTL  time.Duration
+	grace        time.Duration
+	joinLeave    bool
 }
 
 func main() {
@@ -86,6 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.maxStreamAge, "max-stream-age", 0, "end each stream with a retry hint after about this long, so streams spread over replicas (0: off)")
 	fs.DurationVar(&cfg.streamTTL, "stream-ttl", 0, "each stream's identity expires this long after it opens; the stream ends with a retry hint (0: never)")
 	fs.DurationVar(&cfg.presenceTTL, "presence-ttl", 30*time.Second, "how long a replica that gives no sign of life still counts in presence (at least 3s)")
+	fs.DurationVar(&cfg.grace, "presence-grace", 5*time.Second, "how long a user may be gone before ginsse-leave; back within it, neither leave nor join")
+	fs.BoolVar(&cfg.joinLeave, "join-leave", false, "send ginsse-join and ginsse-leave events, data {\"user\": NAME}, on every channel")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -109,7 +113,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams,
-		MaxStreamAge: cfg.maxStreamAge, Presence: true, PresenceTTL: cfg.presenceTTL, Logger: log}
+		MaxStreamAge: cfg.maxStreamAge, Presence: true, PresenceTTL: cfg.presenceTTL,
+		JoinLeave: cfg.joinLeave, PresenceGrace: cfg.grace, Logger: log}
 	// store keeps the demo's revocations, in the same Redis.
 	var store redis.UniversalClient
 	switch {

@@ -232,13 +232,13 @@ func TestFlags(t *testing.T) {
 	t.Setenv("HISTORY", "5")
 	cfg, err := parseFlags(nil, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, config{addr: "127.0.0.1:9999", heartbeat: 15 * time.Second, adminToken: "fromenv", history: 5, presenceTTL: 30 * time.Second}, cfg)
+	assert.Equal(t, config{addr: "127.0.0.1:9999", heartbeat: 15 * time.Second, adminToken: "fromenv", history: 5, presenceTTL: 30 * time.Second, grace: 5 * time.Second}, cfg)
 
 	cfg, err = parseFlags([]string{"-addr", ":1", "-redis", "redis://x:1/0", "-heartbeat", "-1s", "-admin-token", "t", "-history", "0", "-max-streams", "9000",
-		"-max-stream-age", "10m", "-stream-ttl", "1h", "-presence-ttl", "10s"}, io.Discard)
+		"-max-stream-age", "10m", "-stream-ttl", "1h", "-presence-ttl", "10s", "-presence-grace", "2s", "-join-leave"}, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, config{addr: ":1", redisURL: "redis://x:1/0", heartbeat: -time.Second, adminToken: "t", maxStreams: 9000,
-		maxStreamAge: 10 * time.Minute, streamTTL: time.Hour, presenceTTL: 10 * time.Second}, cfg)
+		maxStreamAge: 10 * time.Minute, streamTTL: time.Hour, presenceTTL: 10 * time.Second, grace: 2 * time.Second, joinLeave: true}, cfg)
 
 	_, err = parseFlags([]string{"-redis", "redis://x", "-redis-cluster", "a:1"}, io.Discard)
 	assert.Error(t, err)

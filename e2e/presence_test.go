@@ -65,10 +65,10 @@ func follow(t *testing.T, u string) {
 }
 
 // The page shows who is on its channel, and follows a second page that
-// joins and leaves.
+// joins and leaves; with -join-leave it also shows the events.
 func TestBrowserShowsPresence(t *testing.T) {
 	ctx := browser(t)
-	ex := startExample(t)
+	ex := startExample(t, "-join-leave", "-presence-grace", "1s")
 	navigate(t, ctx, ex.url())
 	eval[bool](t, ctx, `document.getElementById('user').value = 'ann'; connect(); true`)
 	users := `[...document.querySelectorAll('#presence .chip')].map(c => c.textContent).join(',')`
@@ -81,4 +81,8 @@ func TestBrowserShowsPresence(t *testing.T) {
 	waitJS(t, second, users+` === 'ann,bob'`)
 	cancel() // the tab closes
 	waitJS(t, ctx, users+` === 'ann'`)
+	types := `[...document.querySelectorAll('#events li .type')].map(e => e.firstChild.textContent + ' ' + e.parentNode.querySelector('pre').textContent).reverse()`
+	waitJS(t, ctx, types+`.includes('ginsse-leave {"user":"bob"}')`)
+	got := eval[[]string](t, ctx, types)
+	assert.Equal(t, []string{`ginsse-join {"user":"ann"}`, `ginsse-join {"user":"bob"}`, `ginsse-leave {"user":"bob"}`}, got)
 }
