@@ -120,7 +120,7 @@ func (cl *chaosClient) dial(ctx context.Context) (io.Reader, int, error) {
 		return nil, 0, ctx.Err()
 	}
 	_ = conn.SetDeadline(time.Now().Add(headerTimeout))
-	if _, err := conn.Write(streamRequest(cl.name, cl.addr, cl.events.LastEventID())); err != nil {
+	if _, err := conn.Write(streamRequest(cl.name, "", cl.addr, cl.events.LastEventID())); err != nil {
 		cl.closeConn()
 		return nil, 0, err
 	}

@@ -123,6 +123,8 @@ func main() {
 		phase     = flag.Duration("phase", 10*time.Second, "with -lifecycle: length of each phase")
 		settle    = flag.Duration("settle", 60*time.Second, "with -lifecycle: time the streams have to connect before the phases start")
 		maxAge    = flag.Duration("max-stream-age", 0, "the ginsse server's MaxStreamAge (with -serve and -rotate)")
+		presence  = flag.Bool("presence", false, "the ginsse servers keep presence (with -serve, -storm and -cold)")
+		presenceQ = flag.Bool("presence-query", false, "time Presence on one channel with -streams users while -rate events a second flow to it, for -phase")
 	)
 	flag.Parse()
 	raiseFileLimit()
@@ -141,9 +143,12 @@ func main() {
 	var err error
 	switch {
 	case *serveMode != "":
-		err = serve(*serveMode, *listen, *redisAddr, *history, *maxAge)
+		err = serve(*serveMode, *listen, *redisAddr, *history, *maxAge, *presence)
 	case *storm && *cold:
 		err = errors.New("-storm and -cold are two modes: choose one")
+	case *presenceQ:
+		cfg := lifecycleConfig{redis: *redisAddr, streams: *streams, rate: *rate, phase: *phase}
+		err = runPresenceQuery(cfg, *jsonOut)
 	case *lifecycle || *rotate:
 		cfg := lifecycleConfig{redis: *redisAddr, streams: *streams, channels: *channels, rate: *rate, history: *history,
 			phase: *phase, maxAge: *maxAge, settle: *settle}
@@ -159,7 +164,7 @@ func main() {
 	case *storm || *cold:
 		cfg := stormConfig{cold: *cold, redis: *redisAddr, streams: *streams, channels: *channels, rate: *rate,
 			history: *history, size: *size, down: *down, jitter: *jitter, limit: *limit, seed: *seed,
-			port: *port, parallel: *parallel}
+			port: *port, parallel: *parallel, presence: *presence}
 		err = runStorms(cfg, *runs, *jsonOut)
 	case *chart != "":
 		err = writeChart(*chart, os.Stdout)

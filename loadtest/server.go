@@ -29,14 +29,14 @@ var modes = []string{modeGinsse, modePerClient, modeMemory}
 
 // serve runs one server until the process is killed. history is the
 // ginsse server's Options.History (0: off); the others ignore it.
-func serve(mode, listen, redisAddr string, history int, maxAge time.Duration) error {
+func serve(mode, listen, redisAddr string, history int, maxAge time.Duration, presence bool) error {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.GET("/ready", func(c *gin.Context) { c.Status(http.StatusNoContent) })
 	switch mode {
 	case modeGinsse:
 		logs := &logCounter{counts: map[string]int64{}}
-		opts := ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs), MaxStreamAge: maxAge}
+		opts := ginsse.Options{Addr: redisAddr, QueueSize: 256, History: history, Logger: slog.New(logs), MaxStreamAge: maxAge, Presence: presence}
 		if strings.Contains(redisAddr, ",") { // a Redis Cluster's nodes: sharded pub/sub, as the example runs it
 			cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(redisAddr, ","),
 				PoolSize: 3, PipelinePoolSize: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
@@ -45,6 +45,14 @@ func serve(mode, listen, redisAddr string, history int, maxAge time.Duration) er
 		}
 		s := ginsse.Register(r.Group("/stream", identity), opts)
 		defer s.Close()
+		r.GET("/presence", func(c *gin.Context) {
+			p, err := s.Presence(c, c.Query("channel"))
+			if err != nil {
+				c.String(http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			c.JSON(http.StatusOK, gin.H{"channel": p.Channel, "users": p.Users, "streams": p.Streams})
+		})
 		r.POST("/disconnect", func(c *gin.Context) {
 			sel := ginsse.Selector{User: c.Query("user"), Channel: c.Query("channel")}
 			if err := s.Disconnect(c, sel); err != nil {

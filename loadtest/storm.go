@@ -32,6 +32,15 @@ type stormConfig struct {
 	seed     uint64
 	port     int
 	parallel int
+	presence bool // the servers keep presence, and streams say who they are
+}
+
+// serverArgs are the servers' flags beyond the common ones.
+func (cfg stormConfig) serverArgs() []string {
+	if cfg.presence {
+		return []string{"-presence"}
+	}
+	return nil
 }
 
 // Phases of a storm or cold run, each bounded.
@@ -166,7 +175,8 @@ type runner struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	res     stormResult
-	startAt int64 // the restart, or the cold start, in stormState time
+	startAt int64  // the restart, or the cold start, in stormState time
+	pubAddr string // the publishing server, which answers presence queries
 }
 
 func stormRun(rdb *redis.Client, cfg stormConfig, addr string, run int) (stormResult, error) {
@@ -177,11 +187,12 @@ func stormRun(rdb *redis.Client, cfg stormConfig, addr string, run int) (stormRe
 	}
 	defer dropHistory(rdb, names)
 
-	pubSrv, err := startServer(modeGinsse, cfg.redis, cfg.history)
+	pubSrv, err := startServer(modeGinsse, cfg.redis, cfg.history, cfg.serverArgs()...)
 	if err != nil {
 		return r.res, fmt.Errorf("publishing server: %w", err)
 	}
 	defer pubSrv.stop()
+	r.pubAddr = pubSrv.addr
 	r.srv, err = startRetrying(addr, cfg)
 	if err != nil {
 		return r.res, fmt.Errorf("server under test: %w", err)
@@ -313,7 +324,7 @@ func (r *runner) steady() {
 func startRetrying(addr string, cfg stormConfig) (*server, error) {
 	deadline := time.Now().Add(restartWait)
 	for {
-		srv, err := startServerAt(modeGinsse, addr, cfg.redis, cfg.history)
+		srv, err := startServerAt(modeGinsse, addr, cfg.redis, cfg.history, cfg.serverArgs()...)
 		if err == nil || time.Now().After(deadline) {
 			return srv, err
 		}
@@ -356,6 +367,25 @@ func (r *runner) sample() {
 	pid := r.srv.pid()
 	r.res.RSSMaxMB = max(r.res.RSSMaxMB, float64(rss(pid))/(1<<20))
 	r.res.RedisConnsMax = max(r.res.RedisConnsMax, redisConnections(pid, r.cfg.redis))
+	if r.cfg.presence {
+		r.res.PresenceSeen = append(r.res.PresenceSeen, r.presenceOf(r.st.names[0]))
+	}
+}
+
+// presenceOf asks the publishing server how many users are on channel;
+// -1 when it could not say.
+func (r *runner) presenceOf(channel string) int {
+	hc := http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + r.pubAddr + "/presence?channel=" + channel)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var p struct{ Users []string }
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&p) != nil {
+		return -1
+	}
+	return len(p.Users)
 }
 
 // window records what the storm, or the cold start, cost Redis, the server
@@ -368,6 +398,8 @@ func (r *runner) window(before redisStats, cpu, srvCPU time.Duration) error {
 	res := &r.res
 	res.HistoryReads, res.HistoryReadUsec, res.ReadCommands = after.readsSince(before)
 	res.RedisOutBytes = after.outBytes - before.outBytes
+	res.RedisInBytes = after.inBytes - before.inBytes
+	res.RedisCommands = after.calls() - before.calls()
 	res.RSSEndMB = float64(rss(r.srv.pid())) / (1 << 20)
 	res.ServerCPUS = (processCPU(r.srv.pid()) - srvCPU).Seconds()
 	res.Server = readServerStats(r.srv.addr)

@@ -296,7 +296,7 @@ func (c *stormClient) dial(ctx context.Context) (io.Reader, int, error) {
 		return nil, 0, ctx.Err()
 	}
 	_ = conn.SetDeadline(time.Now().Add(headerTimeout))
-	if _, err := conn.Write(streamRequest(st.names[c.ch], st.addr, c.events.LastEventID())); err != nil {
+	if _, err := conn.Write(streamRequest(st.names[c.ch], "u"+strconv.Itoa(c.i), st.addr, c.events.LastEventID())); err != nil {
 		c.closeConn()
 		return nil, 0, err
 	}
@@ -330,8 +330,8 @@ func (c *stormClient) dial(ctx context.Context) (io.Reader, int, error) {
 
 // streamRequest is an EventSource's request for channel on addr: HTTP/1.0,
 // so the stream ends with the connection, resuming after lastID when set.
-func streamRequest(channel, addr, lastID string) []byte {
-	req := fmt.Appendf(nil, "GET /stream?channel=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n", channel, addr)
+func streamRequest(channel, user, addr, lastID string) []byte {
+	req := fmt.Appendf(nil, "GET /stream?channel=%s&user=%s HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n", channel, user, addr)
 	if lastID != "" {
 		req = fmt.Appendf(req, "Last-Event-ID: %s\r\n", lastID)
 	}

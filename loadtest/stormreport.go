@@ -81,20 +81,25 @@ type stormResult struct {
 
 	// The window: from the kill (storm) or the cold start until every
 	// stream caught up (storm) or received an event (cold), or -limit.
-	WindowS                 float64          `json:"window_s"`
-	HistoryReads            int64            `json:"history_reads"` // Redis x* read commands in the window
-	HistoryReadUsec         int64            `json:"history_read_usec"`
-	ReadCommands            map[string]int64 `json:"read_commands"`
-	RedisOutBytes           int64            `json:"redis_out_bytes"` // total_net_output_bytes in the window, live events included
-	RedisOutBytesPerSBefore float64          `json:"redis_out_bytes_per_s_before"`
-	RedisConnsBefore        int              `json:"redis_conns_before"`
-	RedisConnsMax           int              `json:"redis_conns_max"` // the server under test's, in the window
-	RSSBeforeMB             float64          `json:"rss_before_mb"`
-	RSSAtKillMB             float64          `json:"rss_at_kill_mb,omitempty"`
-	RSSMaxMB                float64          `json:"rss_max_mb"`
-	RSSEndMB                float64          `json:"rss_end_mb"`
-	ServerCPUS              float64          `json:"server_cpu_s"`
-	GeneratorCores          float64          `json:"generator_cores"` // CPU the generator used, in cores, in the window
+	WindowS         float64          `json:"window_s"`
+	HistoryReads    int64            `json:"history_reads"` // Redis x* read commands in the window
+	HistoryReadUsec int64            `json:"history_read_usec"`
+	ReadCommands    map[string]int64 `json:"read_commands"`
+	RedisOutBytes   int64            `json:"redis_out_bytes"` // total_net_output_bytes in the window, live events included
+	RedisInBytes    int64            `json:"redis_in_bytes"`  // total_net_input_bytes in the window
+	RedisCommands   int64            `json:"redis_commands"`  // every command Redis ran in the window, scripts' own included
+	// PresenceSeen is, with -presence, the users the publishing server saw
+	// on the first channel at each sample, from the set-up on.
+	PresenceSeen            []int   `json:"presence_seen,omitempty"`
+	RedisOutBytesPerSBefore float64 `json:"redis_out_bytes_per_s_before"`
+	RedisConnsBefore        int     `json:"redis_conns_before"`
+	RedisConnsMax           int     `json:"redis_conns_max"` // the server under test's, in the window
+	RSSBeforeMB             float64 `json:"rss_before_mb"`
+	RSSAtKillMB             float64 `json:"rss_at_kill_mb,omitempty"`
+	RSSMaxMB                float64 `json:"rss_max_mb"`
+	RSSEndMB                float64 `json:"rss_end_mb"`
+	ServerCPUS              float64 `json:"server_cpu_s"`
+	GeneratorCores          float64 `json:"generator_cores"` // CPU the generator used, in cores, in the window
 	// Server is what the server under test counted, at the end of the
 	// window: since its restart (storm) or its start (cold).
 	Server *serverStats `json:"server,omitempty"`
@@ -227,6 +232,10 @@ func (r stormResult) line() string {
 	fmt.Fprintf(&b, "; in %.1f s: history reads %d [%s], %.1f MB out of Redis (%.0f KB/s before), server %.1f s CPU, RSS %.0f → max %.0f MB, redis conns max %d, generator %.2f cores",
 		r.WindowS, r.HistoryReads, r.reads(), float64(r.RedisOutBytes)/1e6, r.RedisOutBytesPerSBefore/1e3, r.ServerCPUS,
 		r.RSSBeforeMB, r.RSSMaxMB, r.RedisConnsMax, r.GeneratorCores)
+	fmt.Fprintf(&b, "; Redis ran %d commands, %.1f MB in", r.RedisCommands, float64(r.RedisInBytes)/1e6)
+	if len(r.PresenceSeen) > 0 {
+		fmt.Fprintf(&b, "; users on channel 0 by second %v", r.PresenceSeen)
+	}
 	if s := r.Server; s != nil {
 		fmt.Fprintf(&b, "; server: %s", s.summary())
 	}
@@ -312,6 +321,8 @@ func printStormTable(w io.Writer, all []stormResult) {
 	cols = append(cols,
 		col{"history reads", func(r stormResult) float64 { return float64(r.HistoryReads) }, 0},
 		col{"MB out", func(r stormResult) float64 { return float64(r.RedisOutBytes) / 1e6 }, 1},
+		col{"MB in", func(r stormResult) float64 { return float64(r.RedisInBytes) / 1e6 }, 1},
+		col{"commands", func(r stormResult) float64 { return float64(r.RedisCommands) }, 0},
 		col{"redis conns", func(r stormResult) float64 { return float64(r.RedisConnsMax) }, 0},
 		col{"RSS max MB", func(r stormResult) float64 { return r.RSSMaxMB }, 0},
 	)
@@ -342,8 +353,17 @@ func printStormTable(w io.Writer, all []stormResult) {
 
 // redisStats is what INFO tells of the commands run and the bytes sent.
 type redisStats struct {
-	cmds     map[string][2]int64 // calls, usec by command ("xrange", "xinfo|stream")
-	outBytes int64
+	cmds              map[string][2]int64 // calls, usec by command ("xrange", "xinfo|stream")
+	outBytes, inBytes int64
+}
+
+// calls is the number of commands Redis ran.
+func (st redisStats) calls() int64 {
+	var n int64
+	for _, c := range st.cmds {
+		n += c[0]
+	}
+	return n
 }
 
 func readRedisStats(rdb *redis.Client) (redisStats, error) {
@@ -359,6 +379,9 @@ func readRedisStats(rdb *redis.Client) (redisStats, error) {
 			line = strings.TrimSpace(line)
 			if v, ok := strings.CutPrefix(line, "total_net_output_bytes:"); ok {
 				st.outBytes, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if v, ok := strings.CutPrefix(line, "total_net_input_bytes:"); ok {
+				st.inBytes, _ = strconv.ParseInt(v, 10, 64)
 			}
 			rest, ok := strings.CutPrefix(line, "cmdstat_")
 			if !ok {
