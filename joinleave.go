@@ -2,172 +2,169 @@ package ginsse
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Join and leave events are decided in Redis, by the script that writes a
-// Sender's roster of a channel, so that every Sender agrees and each is
-// sent once. The script keeps, per channel, the users announced present
-// ({<channel>}:presence:users): a user in a living Sender's roster and
-// not announced gets ginsse-join; an announced user in no living roster
-// is marked gone at that time, and gets ginsse-leave once gone for
-// Options.PresenceGrace, unless back before. A reconnect, a rotation or
-// a restart that brings the user back within the grace sends neither.
+// Join and leave events are decided in Redis, by the presence script, so
+// that every Sender agrees and each is decided once. Per channel the
+// script keeps the users announced present: a user in a living Sender's
+// roster and not announced gets ginsse-join; an announced user in no
+// living roster is marked gone at that time, and gets ginsse-leave once
+// gone for Options.PresenceGrace, unless back before. A reconnect, a
+// rotation or a restart that brings the user back within the grace sends
+// neither. A channel with a leave pending goes into a sorted set by due
+// time, and the next script run past it — any Sender's, each runs every
+// second — decides it, so a leave is sent even when the Sender that saw
+// the user go is gone too.
 //
-// The events are published by the same script, written to the channel's
-// history first when History is on, so they are history events: a resume
-// replays them. A channel with a leave pending is put in the sorted set
-// {<prefix>ginsse/presence-due} with the time it is due; every Sender
-// looks there each second and runs the script for the channels due, so a
-// leave is sent even when the Sender that saw the user go is gone too.
+// The Sender whose run decided an event publishes it to the channel like
+// any event (a history event with History on, so a resume replays it).
 const (
 	joinEvent  = "ginsse-join"
 	leaveEvent = "ginsse-leave"
 )
 
-func presenceUsersKey(redisChannel string) string { return "{" + redisChannel + "}:presence:users" }
+// presenceEvent is a join or leave decided by the presence script.
+type presenceEvent struct{ channel, typ, user string }
 
-func presenceDue(prefix string) string { return "{" + prefix + "ginsse/presence-due}" }
-
-// rosterScript writes a Sender's roster of one channel and, with join and
-// leave on, announces the changes. It returns when the channel's next
-// leave is due (ms), or 0.
+// presenceScript writes a Sender's changed rosters and its sign of life,
+// removes the Senders silent for longer than the TTL, and with join and
+// leave on decides the events of the channels concerned. It returns
+// whether the sign of life was new, then the events, three fields each.
 //
-// KEYS: the presence hash, the announced users, the history.
-// ARGV: 1 Sender id, 2 its roster ("": none), 3 now (ms), 4 grace (ms),
-// 5 the living Senders' ids, comma-separated, 6 keep (ms), 7 join and
-// leave ("1" on), 8 history length (0: off), 9 history age (ms),
-// 10 PUBLISH or SPUBLISH, 11 the Redis channel.
-var rosterScript = redis.NewScript(rosterSource)
-
-const rosterSource = `
-local id, roster, now, grace = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-if roster == '' then
-  redis.call('HDEL', KEYS[1], id)
-else
-  redis.call('HSET', KEYS[1], id, roster)
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-end
-if ARGV[7] ~= '1' then return 0 end
-local live = {[id] = true}
-for l in string.gmatch(ARGV[5], '[^,]+') do live[l] = true end
-local present = {}
-local rosters = redis.call('HGETALL', KEYS[1])
-for i = 1, #rosters, 2 do
-  if live[rosters[i]] then
-    local ok, r = pcall(cjson.decode, rosters[i + 1])
-    if ok and type(r) == 'table' and type(r.u) == 'table' then
-      for u in pairs(r.u) do present[u] = true end
-    end
-  end
-end
-local events, due = {}, 0
-local announced = redis.call('HGETALL', KEYS[2])
-local known = {}
-for i = 1, #announced, 2 do
-  local u, v = announced[i], announced[i + 1]
-  known[u] = true
-  if present[u] then
-    if v ~= 'here' then redis.call('HSET', KEYS[2], u, 'here') end
+// KEYS[1] the presence hash tag. ARGV: 1 Sender id, 2 now (ms), 3 TTL
+// (ms), 4 grace (ms), 5 keep (ms), 6 join and leave ("1"), 7 the number
+// of rosters, then each roster's channel and roster ("": none).
+var presenceScript = redis.NewScript(`
+local tag = KEYS[1]
+local id, now, ttl, grace, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local join, n = ARGV[6] == '1', tonumber(ARGV[7])
+local alive, mine, due = tag .. ':alive', tag .. ':r:' .. id, tag .. ':due'
+local isNew = redis.call('ZADD', alive, now, id)
+redis.call('PEXPIRE', alive, keep)
+local recheck, set, del = {}, {}, {}
+for i = 8, 7 + 2 * n, 2 do
+  local name, r = ARGV[i], ARGV[i + 1]
+  if r == '' then
+    table.insert(del, name)
   else
-    local gone = now
-    if v == 'here' then redis.call('HSET', KEYS[2], u, now) else gone = tonumber(v) or now end
-    if now - gone >= grace then
-      redis.call('HDEL', KEYS[2], u)
-      table.insert(events, {'` + leaveEvent + `', u})
-    elseif due == 0 or gone + grace < due then
-      due = gone + grace
+    table.insert(set, name)
+    table.insert(set, r)
+  end
+  recheck[name] = true
+end
+for i = 1, #set, 1000 do redis.call('HSET', mine, unpack(set, i, math.min(i + 999, #set))) end
+for i = 1, #del, 1000 do redis.call('HDEL', mine, unpack(del, i, math.min(i + 999, #del))) end
+redis.call('PEXPIRE', mine, keep)
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. (now - ttl))) do
+  if join then
+    for _, name in ipairs(redis.call('HKEYS', tag .. ':r:' .. d)) do recheck[name] = true end
+  end
+  redis.call('DEL', tag .. ':r:' .. d)
+  redis.call('ZREM', alive, d)
+end
+local out = {isNew}
+if not join then return out end
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now)) do
+  recheck[name] = true
+  redis.call('ZREM', due, name)
+end
+local live = redis.call('ZRANGE', alive, 0, -1)
+for name in pairs(recheck) do
+  local present = {}
+  for _, l in ipairs(live) do
+    local raw = redis.call('HGET', tag .. ':r:' .. l, name)
+    if raw then
+      local ok, r = pcall(cjson.decode, raw)
+      if ok and type(r) == 'table' and type(r.u) == 'table' then
+        for u in pairs(r.u) do present[u] = true end
+      end
     end
   end
-end
-for u in pairs(present) do
-  if not known[u] then
-    redis.call('HSET', KEYS[2], u, 'here')
-    table.insert(events, {'` + joinEvent + `', u})
-  end
-end
-if #announced > 0 or #events > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
-local maxlen, age = tonumber(ARGV[8]), tonumber(ARGV[9])
-for _, e in ipairs(events) do
-  local p = '{"data":' .. cjson.encode({user = e[2]}) .. ',"type":"' .. e[1] .. '"}'
-  if maxlen > 0 then
-    if age > 0 then
-      local t = redis.call('TIME')
-      local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-      redis.call('XTRIM', KEYS[3], 'MINID', ms - age)
-      redis.call('PEXPIRE', KEYS[3], age)
+  local ukey, nextDue = tag .. ':u:' .. name, 0
+  local announced = redis.call('HGETALL', ukey)
+  local known = {}
+  for i = 1, #announced, 2 do
+    local u, v = announced[i], announced[i + 1]
+    known[u] = true
+    if present[u] then
+      if v ~= 'here' then redis.call('HSET', ukey, u, 'here') end
+    else
+      local gone = now
+      if v == 'here' then redis.call('HSET', ukey, u, now) else gone = tonumber(v) or now end
+      if now - gone >= grace then
+        redis.call('HDEL', ukey, u)
+        table.insert(out, name)
+        table.insert(out, '` + leaveEvent + `')
+        table.insert(out, u)
+      elseif nextDue == 0 or gone + grace < nextDue then
+        nextDue = gone + grace
+      end
     end
-    local xid = redis.call('XADD', KEYS[3], 'MAXLEN', maxlen, '*', 'p', p)
-    p = string.sub(p, 1, -2) .. ',"id":"' .. xid .. '"}'
   end
-  redis.call(ARGV[10], ARGV[11], p)
+  for u in pairs(present) do
+    if not known[u] then
+      redis.call('HSET', ukey, u, 'here')
+      table.insert(out, name)
+      table.insert(out, '` + joinEvent + `')
+      table.insert(out, u)
+    end
+  end
+  if nextDue > 0 then redis.call('ZADD', due, nextDue, name) end
+  redis.call('PEXPIRE', ukey, keep)
 end
-return due
-`
+redis.call('PEXPIRE', due, keep)
+return out
+`)
 
-// rosterCmd is the script run that writes roster (nil: none) for the
-// Redis channel name.
-func (p *presence) rosterCmd(ctx context.Context, name string, roster []byte, live []string, eval bool) *redis.Cmd {
-	o := p.s.opts
-	join := "0"
-	if o.JoinLeave {
-		join = "1"
-	}
-	pub := "PUBLISH"
-	if o.Sharded {
-		pub = "SPUBLISH"
-	}
-	verb, body := "evalsha", rosterScript.Hash()
-	if eval {
-		verb, body = "eval", rosterSource
-	}
-	args := []any{verb, body, 3, presenceKey(name), presenceUsersKey(name), historyKey(name),
-		p.id, roster, time.Now().UnixMilli(), o.PresenceGrace.Milliseconds(), strings.Join(live, ","),
-		presenceKeep.Milliseconds(), join, o.History, o.HistoryAge.Milliseconds(), pub, name}
-	cmd := redis.NewCmd(ctx, args...)
-	cmd.SetFirstKeyPos(3)
-	return cmd
-}
+// withdrawScript takes a closing Sender's rosters and sign of life out;
+// with join and leave (ARGV[2] is now), its channels are due at once, so
+// that the next run decides its users' leaves.
+var withdrawScript = redis.NewScript(`
+local mine = KEYS[1] .. ':r:' .. ARGV[1]
+if ARGV[2] ~= '' then
+  for _, name in ipairs(redis.call('HKEYS', mine)) do redis.call('ZADD', KEYS[1] .. ':due', ARGV[2], name) end
+end
+redis.call('DEL', mine)
+redis.call('ZREM', KEYS[1] .. ':alive', ARGV[1])
+return 1
+`)
 
-// scheduleLeaves records when the channels' next leaves are due, for
-// whichever Sender looks first.
-func (p *presence) scheduleLeaves(ctx context.Context, due map[string]int64) error {
-	if len(due) == 0 {
-		return nil
-	}
-	zs := make([]redis.Z, 0, len(due))
-	for name, at := range due {
-		zs = append(zs, redis.Z{Score: float64(at), Member: name})
-	}
-	p.writes.Add(1)
-	return p.s.client.ZAdd(ctx, presenceDue(p.s.opts.Prefix), zs...).Err()
-}
+// readScript returns the rosters of a channel (ARGV[1]) of the Senders
+// alive since ARGV[2] (ms).
+var readScript = redis.NewScript(`
+local out = {}
+for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1] .. ':alive', ARGV[2], '+inf')) do
+  local raw = redis.call('HGET', KEYS[1] .. ':r:' .. l, ARGV[1])
+  if raw then table.insert(out, raw) end
+end
+return out
+`)
 
-// dueLeaves takes the channels whose leaves are due now: each is taken by
-// one Sender only (ZREM answers 1 to one of them).
-func (p *presence) dueLeaves(ctx context.Context) []string {
-	key := presenceDue(p.s.opts.Prefix)
-	names, err := p.s.client.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(time.Now().UnixMilli(), 10), Count: 1000}).Result()
-	p.writes.Add(1)
-	if err != nil || len(names) == 0 {
-		return nil
-	}
-	pipe := p.s.client.Pipeline()
-	taken := make([]*redis.IntCmd, len(names))
-	for i, name := range names {
-		taken[i] = pipe.ZRem(ctx, key, name)
-	}
-	_, _ = pipe.Exec(ctx)
-	p.writes.Add(int64(len(names)))
-	var mine []string
-	for i, c := range taken {
-		if c.Val() == 1 {
-			mine = append(mine, names[i])
+// announce publishes the events the presence script decided, each to its
+// channel. One that fails is lost, and logged.
+func (p *presence) announce(events []presenceEvent) {
+	for _, e := range events {
+		user, _ := json.Marshal(map[string]string{"user": e.user})
+		payload, _ := json.Marshal(payload{Type: e.typ, Data: user})
+		ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
+		err := p.s.batch.publish(ctx, e.channel, payload)
+		cancel()
+		if err != nil {
+			p.s.log.Warn("ginsse: presence event lost", "event", e.typ, "user", e.user, "err", err)
 		}
 	}
-	return mine
+}
+
+// withdrawArg is the withdraw script's second argument: now, with join
+// and leave on.
+func (p *presence) withdrawArg() string {
+	if !p.s.opts.JoinLeave {
+		return ""
+	}
+	return strconv.FormatInt(time.Now().UnixMilli(), 10)
 }

@@ -106,7 +106,7 @@ func TestJoinLeaveEventsAreReplayedOnResume(t *testing.T) {
 		return err == nil && assert.ObjectsAreEqual([]string{"cid"}, p.Users)
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { // bob's leave is announced after the grace
-		users, _ := ts.Redis.HKeys("{room}:presence:users")
+		users, _ := ts.Redis.HKeys("{ginsse/presence}:u:room")
 		return assert.ObjectsAreEqual([]string{"cid"}, users)
 	}, 10*time.Second, 20*time.Millisecond)
 

@@ -1,13 +1,11 @@
 package ginsse
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
-	"strconv"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,27 +13,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Presence is kept in Redis per channel and per replica: the hash
-// {<channel>}:presence holds one field per Sender with streams on the
-// channel, whose value is that Sender's roster of the channel, and the
-// sorted set {<prefix>ginsse/replicas} holds each Sender's last sign of
-// life. A query reads both and counts only the rosters of Senders alive
-// within Options.PresenceTTL, so a Sender that crashes drops out within
-// it.
+// Presence is kept in Redis in one cluster slot, under the hash tag
+// {<prefix>ginsse/presence}, so that one script sees all of it:
 //
-// A Sender writes a channel's roster at most once per presenceFlush, only
-// when it changed, all changed channels in one pipeline; it signs of life
-// every third of the TTL. Nothing is written per stream or per event.
+//   - :alive, a sorted set of the Senders' last signs of life;
+//   - :r:<id>, a hash per Sender, its roster of each channel it has
+//     streams on;
+//   - with join and leave, :u:<channel>, the users announced present on a
+//     channel, and :due, the channels with a leave pending, by due time.
+//
+// Each second, a Sender that has something to write runs the presence
+// script once: its changed rosters, its sign of life (every third of
+// Options.PresenceTTL), the removal of the Senders silent for longer than
+// the TTL, and with join and leave the events. So Redis sees one command
+// per Sender a second at most, whatever the number of streams or of
+// channels that changed. A query counts only the rosters of Senders alive
+// within the TTL, so a Sender that crashes drops out within it.
 const (
 	presenceFlush = time.Second
-	// presenceKeep is how long a roster, and a Sender's sign of life,
-	// outlive their last write: long after any TTL, so that a query can
-	// tell a dead Sender's roster (known, silent) from a new one's
-	// (unknown yet), and remove only the first.
+	// presenceKeep is how long a Sender's roster outlives its last
+	// write: long after any TTL.
 	presenceKeep = 24 * time.Hour
 )
 
-func presenceKey(redisChannel string) string { return "{" + redisChannel + "}:presence" }
+// presenceTag is the hash tag of every presence key of the prefix.
+func presenceTag(prefix string) string { return "{" + prefix + "ginsse/presence}" }
 
 // roster is who is on one channel on this Sender: streams by user, and
 // anonymous streams.
@@ -56,7 +58,7 @@ type rosterJSON struct {
 type presence struct {
 	s     *Sender
 	id    string // this Sender's name in Redis: random, new at each start
-	alive string // the sorted set of Senders' signs of life
+	tag   string // presenceTag of the Sender's prefix
 	mu    sync.Mutex
 	chans map[string]*roster // by Redis channel
 	dirty map[string]bool
@@ -71,7 +73,7 @@ func newPresence(s *Sender) *presence {
 	return &presence{
 		s:     s,
 		id:    hex.EncodeToString(b),
-		alive: presenceAlive(s.opts.Prefix),
+		tag:   presenceTag(s.opts.Prefix),
 		chans: make(map[string]*roster),
 		dirty: make(map[string]bool),
 	}
@@ -160,16 +162,15 @@ func (p *presence) again(names map[string][]byte) {
 	p.mu.Unlock()
 }
 
-// run writes the changed rosters every presenceFlush, and a sign of life
-// every third of the TTL, until Close; then it takes this Sender's
-// rosters out of Redis. With join and leave on, it also runs the channels
-// whose leaves are due.
+// run writes, each presenceFlush, the rosters that changed, and a sign of
+// life every third of the TTL, until Close; then it takes this Sender's
+// rosters out of Redis. With join and leave on it runs every time, for
+// the leaves that are due.
 func (p *presence) run() {
 	t := time.NewTicker(presenceFlush)
 	defer t.Stop()
 	var lastBeat time.Time
-	var live []string // the Senders alive at the last sign of life
-	all := false      // write every roster, not only the changed ones
+	all := false // write every roster, not only the changed ones
 	for {
 		select {
 		case <-p.s.quit:
@@ -177,151 +178,84 @@ func (p *presence) run() {
 			return
 		case <-t.C:
 		}
-		if since := time.Since(lastBeat); since >= p.s.opts.PresenceTTL/3 {
-			lost, now, err := p.signOfLife(!lastBeat.IsZero())
-			if err != nil {
-				continue // the rosters wait for Redis
-			}
-			// Silent for about the TTL (by another Sender's clock), its
-			// rosters may have been removed as a dead Sender's: it writes
-			// them all again. A Sender that died leaves its users to be
-			// marked gone by the others' next writes.
-			all = all || lost || (!lastBeat.IsZero() && since > p.s.opts.PresenceTTL/2) ||
-				(p.s.opts.JoinLeave && !subset(live, now))
-			lastBeat, live = time.Now(), now
-		}
+		since := time.Since(lastBeat)
+		beat := since >= p.s.opts.PresenceTTL/3
+		// Silent for about the TTL (by another Sender's clock), its
+		// rosters may have been removed as a dead Sender's: it writes them
+		// all again.
+		all = all || (!lastBeat.IsZero() && since > p.s.opts.PresenceTTL/2)
 		changed := p.changes(all)
-		all = false
-		if p.s.opts.JoinLeave {
-			ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
-			p.addDue(changed, p.dueLeaves(ctx))
-			cancel()
+		if len(changed) == 0 && !beat && !p.s.opts.JoinLeave {
+			continue
 		}
-		if failed := p.write(changed, live); len(failed) > 0 {
-			p.again(failed)
+		lost, events, err := p.flush(changed, !lastBeat.IsZero())
+		if err != nil {
+			p.again(changed)
+			p.s.log.Warn("ginsse: presence write failed; retrying", "channels", len(changed), "err", err)
+			continue
 		}
+		lastBeat, all = time.Now(), lost // Redis forgot this Sender: write everything again
+		p.announce(events)
 	}
 }
 
-// subset reports whether every Sender of old is in now.
-func subset(old, now []string) bool {
-	for _, id := range old {
-		if !slices.Contains(now, id) {
-			return false
-		}
+// flush runs the presence script once: the changed rosters and a sign of
+// life. It reports whether Redis had lost this Sender's sign of life (a
+// restart without persistence), and returns the join and leave events to
+// send.
+func (p *presence) flush(changed map[string][]byte, known bool) (lost bool, events []presenceEvent, err error) {
+	o := p.s.opts
+	args := make([]any, 0, 8+2*len(changed))
+	join := 0
+	if o.JoinLeave {
+		join = 1
 	}
-	return true
-}
-
-// addDue adds to changed the channels whose leaves are due, with this
-// Sender's roster of each (none: nil).
-func (p *presence) addDue(changed map[string][]byte, due []string) {
-	if len(due) == 0 {
-		return
+	args = append(args, p.id, time.Now().UnixMilli(), o.PresenceTTL.Milliseconds(), o.PresenceGrace.Milliseconds(),
+		presenceKeep.Milliseconds(), join, len(changed))
+	for name, b := range changed {
+		args = append(args, name, b)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, name := range due {
-		if _, ok := changed[name]; !ok {
-			changed[name] = p.encode(name)
-		}
-	}
-}
-
-// signOfLife writes this Sender's sign of life and returns the Senders
-// alive within the TTL, itself included. It reports whether Redis had
-// lost its sign of life before (a restart without persistence): the
-// rosters must then be written again.
-func (p *presence) signOfLife(known bool) (lost bool, live []string, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
-	now := time.Now()
-	pipe := p.s.client.Pipeline()
-	added := pipe.ZAdd(ctx, p.alive, redis.Z{Score: float64(now.UnixMilli()), Member: p.id})
-	pipe.ZRemRangeByScore(ctx, p.alive, "-inf", strconv.FormatInt(now.Add(-presenceKeep).UnixMilli(), 10))
-	pipe.PExpire(ctx, p.alive, presenceKeep)
-	alive := pipe.ZRangeByScore(ctx, p.alive, &redis.ZRangeBy{Min: strconv.FormatInt(now.Add(-p.s.opts.PresenceTTL).UnixMilli(), 10), Max: "+inf"})
-	_, err = pipe.Exec(ctx)
-	p.writes.Add(4)
-	return known && added.Val() == 1, alive.Val(), err
+	p.writes.Add(1)
+	res, err := p.script(ctx, presenceScript, []string{p.tag}, args...)
+	if err != nil {
+		return false, nil, err
+	}
+	out, _ := res.([]any)
+	if len(out) == 0 {
+		return false, nil, nil
+	}
+	isNew, _ := out[0].(int64)
+	for i := 1; i+2 < len(out); i += 3 {
+		name, _ := out[i].(string)
+		typ, _ := out[i+1].(string)
+		user, _ := out[i+2].(string)
+		events = append(events, presenceEvent{name, typ, user})
+	}
+	return known && isNew == 1, events, nil
 }
 
-// write sends the changed rosters in one pipeline, each by the roster
-// script, and returns those that failed.
-func (p *presence) write(changed map[string][]byte, live []string) (failed map[string][]byte) {
-	if len(changed) == 0 {
-		return nil
+// script runs sc, loading it first where Redis does not have it: a Redis
+// that restarted, or a replica promoted after a failover.
+func (p *presence) script(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	res, err := sc.EvalSha(ctx, p.s.client, keys, args...).Result()
+	if isNoScript(err) {
+		res, err = sc.Eval(ctx, p.s.client, keys, args...).Result()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
-	defer cancel()
-	names := make([]string, 0, len(changed))
-	for name := range changed {
-		names = append(names, name)
+	if errors.Is(err, redis.Nil) {
+		err = nil
 	}
-	cmds := p.runRosters(ctx, names, changed, live, false)
-	var again []string
-	var at []int
-	for i, c := range cmds {
-		if isNoScript(c.Err()) { // a Redis that restarted, or a promoted replica
-			again, at = append(again, names[i]), append(at, i)
-		}
-	}
-	for j, c := range p.runRosters(ctx, again, changed, live, true) {
-		cmds[at[j]] = c
-	}
-	failed = map[string][]byte{}
-	due := map[string]int64{}
-	var firstErr error
-	for i, c := range cmds {
-		name := names[i]
-		if err := c.Err(); err != nil {
-			failed[name] = changed[name]
-			firstErr = cmp.Or(firstErr, err)
-		} else if ms, _ := c.Int64(); ms > 0 {
-			due[name] = ms
-		}
-	}
-	if err := p.scheduleLeaves(ctx, due); err != nil {
-		firstErr = cmp.Or(firstErr, err)
-	}
-	if firstErr != nil {
-		p.s.log.Warn("ginsse: presence write failed; retrying", "channels", len(failed), "err", firstErr)
-	}
-	return failed
-}
-
-// runRosters runs the roster script for names in one pipeline.
-func (p *presence) runRosters(ctx context.Context, names []string, rosters map[string][]byte, live []string, eval bool) []*redis.Cmd {
-	if len(names) == 0 {
-		return nil
-	}
-	pipe := p.s.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(names))
-	for i, name := range names {
-		cmds[i] = p.rosterCmd(ctx, name, rosters[name], live, eval)
-		_ = pipe.Process(ctx, cmds[i])
-	}
-	_, _ = pipe.Exec(ctx)
-	p.writes.Add(int64(len(names)))
-	return cmds
+	return res, err
 }
 
 // withdraw takes this Sender's rosters and sign of life out of Redis as
-// it closes, so they go at once rather than after the TTL.
+// it closes, so that they go at once rather than after the TTL; with
+// join and leave, its users are then marked gone by the next write of a
+// Sender still there.
 func (p *presence) withdraw() {
-	p.mu.Lock()
-	names := make([]string, 0, len(p.chans))
-	for name := range p.chans {
-		names = append(names, name)
-	}
-	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
 	defer cancel()
-	pipe := p.s.client.Pipeline()
-	for _, name := range names {
-		pipe.HDel(ctx, presenceKey(name), p.id)
-	}
-	pipe.ZRem(ctx, p.alive, p.id)
-	_, _ = pipe.Exec(ctx)
-	p.writes.Add(int64(len(names) + 1))
+	p.writes.Add(1)
+	_, _ = p.script(ctx, withdrawScript, []string{p.tag}, p.id, p.withdrawArg())
 }

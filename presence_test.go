@@ -105,3 +105,22 @@ func TestPresenceRefusesInvalidChannelsAndOptions(t *testing.T) {
 		assert.Contains(t, err.Error(), "PresenceTTL")
 	}
 }
+
+// On a cluster too, with sharded pub/sub: the presence keys share one
+// slot, the channels' events go to their own.
+func TestRealClusterPresenceAndJoinLeave(t *testing.T) {
+	cl := startCluster(t, 0)
+	opts := func() ginsse.Options {
+		return withOpts(joinLeaveOpts, func(o *ginsse.Options) { o.Client, o.Sharded, o.History = cl.client(t), true, 100 })
+	}
+	a := newTestServer(t, opts(), identityFromQuery)
+	b := newTestServer(t, opts(), identityFromQuery)
+	watch := openStream(t, a.URL+"/stream?channel=alpha")
+	openStream(t, a.URL+"/stream?user=ann&channel=alpha&channel=beta")
+	bob := openStream(t, b.URL+"/stream?user=bob&channel=alpha")
+	presenceIs(t, b.Sender, "alpha", ginsse.Presence{Channel: "alpha", Users: []string{"ann", "bob"}, Streams: 3})
+	presenceIs(t, a.Sender, "beta", ginsse.Presence{Channel: "beta", Users: []string{"ann"}, Streams: 1})
+	assert.ElementsMatch(t, []string{`ginsse-join {"user":"ann"}`, `ginsse-join {"user":"bob"}`}, presenceEvents(watch, 2, 5*time.Second))
+	bob.close()
+	assert.Equal(t, []string{`ginsse-leave {"user":"bob"}`}, presenceEvents(watch, 1, 5*time.Second))
+}

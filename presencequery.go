@@ -3,6 +3,7 @@ package ginsse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -64,49 +65,29 @@ func (s *Sender) PresenceStats(ctx context.Context, channel string) (streams, us
 	return streams, len(seen), err
 }
 
-// readPresence reads a channel's rosters and the Senders' signs of life in
-// one pipeline, and hands each living Sender's roster to add. The rosters
-// of Senders known to be silent for longer than the TTL are removed.
+// readPresence reads the rosters of a channel kept by the Senders alive
+// within the TTL, in one script run, and hands each to add.
 func (s *Sender) readPresence(ctx context.Context, channel string, add func(*rosterJSON)) error {
 	if err := validateChannel(channel); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	key := presenceKey(s.opts.Prefix + channel)
-	pipe := s.client.Pipeline()
-	alive := pipe.ZRangeWithScores(ctx, presenceAlive(s.opts.Prefix), 0, -1)
-	rosters := pipe.HGetAll(ctx, key)
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	keys := []string{presenceTag(s.opts.Prefix)}
+	since := time.Now().Add(-s.opts.PresenceTTL).UnixMilli()
+	res, err := readScript.EvalSha(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
+	if isNoScript(err) {
+		res, err = readScript.Eval(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: presence of %q: %w", ErrUnavailable, channel, err)
 	}
-	since := float64(time.Now().Add(-s.opts.PresenceTTL).UnixMilli())
-	seen := make(map[string]float64, len(alive.Val()))
-	for _, z := range alive.Val() {
-		if m, ok := z.Member.(string); ok {
-			seen[m] = z.Score
+	rosters, _ := res.([]any)
+	for _, raw := range rosters {
+		var r rosterJSON
+		if str, ok := raw.(string); ok && json.Unmarshal([]byte(str), &r) == nil {
+			add(&r)
 		}
-	}
-	var dead []string
-	for id, raw := range rosters.Val() {
-		at, known := seen[id]
-		switch {
-		case known && at < since:
-			dead = append(dead, id)
-		case known:
-			var r rosterJSON
-			if json.Unmarshal([]byte(raw), &r) == nil {
-				add(&r)
-			}
-		}
-		// Unknown: a Sender whose sign of life Redis lost (it writes
-		// it again within a third of the TTL), or one dead for a day.
-	}
-	if len(dead) > 0 {
-		s.client.HDel(ctx, key, dead...) // best effort: the next query filters them too
 	}
 	return nil
 }
-
-// presenceAlive is the sorted set of the Senders' signs of life.
-func presenceAlive(prefix string) string { return "{" + prefix + "ginsse/replicas}" }
