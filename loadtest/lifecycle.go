@@ -300,6 +300,10 @@ type lcPublisher struct{ done chan struct{} }
 
 func startLCPublisher(ctx context.Context, addr string, cfg lifecycleConfig) *lcPublisher {
 	p := &lcPublisher{done: make(chan struct{})}
+	if cfg.rate <= 0 {
+		close(p.done) // no events
+		return p
+	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.channels}}
 	go func() {
 		defer close(p.done)
