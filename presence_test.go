@@ -114,7 +114,8 @@ func TestRealClusterPresenceAndJoinLeave(t *testing.T) {
 		return withOpts(joinLeaveOpts, func(o *ginsse.Options) { o.Client, o.Sharded, o.History = cl.client(t), true, 100 })
 	}
 	a := newTestServer(t, opts(), identityFromQuery)
-	b := newTestServer(t, opts(), identityFromQuery)
+	bOpts := opts()
+	b := newTestServer(t, bOpts, identityFromQuery)
 	watch := openStream(t, a.URL+"/stream?channel=alpha")
 	openStream(t, a.URL+"/stream?user=ann&channel=alpha&channel=beta")
 	bob := openStream(t, b.URL+"/stream?user=bob&channel=alpha")
@@ -123,4 +124,13 @@ func TestRealClusterPresenceAndJoinLeave(t *testing.T) {
 	assert.ElementsMatch(t, []string{`ginsse-join {"user":"ann"}`, `ginsse-join {"user":"bob"}`}, presenceEvents(watch, 2, 5*time.Second))
 	bob.close()
 	assert.Equal(t, []string{`ginsse-leave {"user":"bob"}`}, presenceEvents(watch, 1, 5*time.Second))
+
+	// Replica B loses Redis for good, as a crashed one does: its streams
+	// leave presence within the TTL, and their users leave after it.
+	openStream(t, b.URL+"/stream?user=cid&channel=alpha")
+	presenceIs(t, a.Sender, "alpha", ginsse.Presence{Channel: "alpha", Users: []string{"ann", "cid"}, Streams: 3})
+	require.Equal(t, []string{`ginsse-join {"user":"cid"}`}, presenceEvents(watch, 1, 5*time.Second))
+	require.NoError(t, bOpts.Client.Close())
+	presenceIs(t, a.Sender, "alpha", ginsse.Presence{Channel: "alpha", Users: []string{"ann"}, Streams: 2})
+	assert.Equal(t, []string{`ginsse-leave {"user":"cid"}`}, presenceEvents(watch, 1, 10*time.Second))
 }
