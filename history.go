@@ -88,17 +88,6 @@ func parseResume(id string, n, most int) ([]position, bool, error) {
 	return pos, true, nil
 }
 
-// appendResume appends the Last-Event-ID text for positions.
-func appendResume(b []byte, pos []position) []byte {
-	for i, p := range pos {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = p.append(b)
-	}
-	return b
-}
-
 // historyKey names the Redis Stream that keeps a Redis channel's history.
 // The hash tag puts it in the channel's own cluster slot, so the publish
 // script touches one slot.

@@ -27,8 +27,6 @@ const (
 	readReconnect                   // leaves every 2–8 s and comes back with Last-Event-ID
 )
 
-var readerNames = [...]string{"fast", "slow", "stalling", "reconnecting"}
-
 // chaosClient is one stream that behaves as a browser's EventSource: it
 // reconnects with its last event ID after its stream ends, and stops for
 // good on an answer other than 200.

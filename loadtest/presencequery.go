@@ -58,7 +58,8 @@ func runPresenceQuery(cfg lifecycleConfig, jsonOut string) error {
 		wg.Go(func() { browse(ctx, dial, func() { opened.Add(1) }, follow) })
 	}
 	pub := startLCPublisher(ctx, srv.addr, lifecycleConfig{channels: 1, rate: cfg.rate})
-	defer pub.wait()
+	defer pub.wait() // after the cancel below, which ends it
+	defer cancel()
 	for opened.Load() < int64(cfg.streams) {
 		if err := ctx.Err(); err != nil {
 			return err
