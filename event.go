@@ -13,6 +13,7 @@ type event struct {
 	id    string // "id" field; empty sends none
 	retry int64  // "retry" field in milliseconds; negative sends none
 	data  string
+	at    int64 // when the publisher sent it, Unix ms, from the message's "t"; 0 when unknown
 }
 
 // validate refuses field values that would break out of their line on the

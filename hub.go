@@ -11,12 +11,16 @@ type frame struct {
 	idAt, idEnd int      // b[idAt:idEnd] is the id line, empty when none
 	pos         position // history position; zero outside history
 	n           uint64   // its number in its channel's window
+	at          int64    // when it was published, Unix ms; 0 when unknown
 }
 
 // newFrame encodes e once for every stream. With history on, pos is the
 // event's history position, or zero for an event that bypassed history.
 func newFrame(e *event, pos position) *frame {
-	f := &frame{pos: pos}
+	f := &frame{pos: pos, at: e.at}
+	if pos != (position{}) {
+		f.at = int64(pos.ms)
+	}
 	f.b, f.idAt, f.idEnd = appendFrameID(nil, e)
 	return f
 }

@@ -101,6 +101,14 @@ type Options struct {
 	// must honour its context; a stream that ends cancels it and waits.
 	Refresh func(ctx context.Context, id Identity) (time.Time, error)
 
+	// StampTime, without History, adds the time of each Publish to the
+	// message, as "t" in Unix milliseconds, so that the Senders that
+	// deliver it can count its delivery lag (Stats.DeliveryLag); with
+	// History the lag comes from the event's position, and nothing is
+	// added. Python's Flask-SSE rejects a message with a key it does not
+	// know: leave it off when Flask-SSE reads the channels.
+	StampTime bool
+
 	// Presence, when set, keeps who is on each channel in Redis for
 	// Sender.Presence, with this Sender's streams: at most one write per
 	// changed channel a second, and a sign of life every third of

@@ -14,6 +14,9 @@ type payload struct {
 	Type  string          `json:"type,omitempty"`
 	ID    string          `json:"id,omitempty"`
 	Retry *int64          `json:"retry,omitempty"`
+	// T is when the Sender published it, Unix ms, for the delivery lag;
+	// only without History, whose positions carry Redis's time.
+	T int64 `json:"t,omitempty"`
 }
 
 // encodePayload validates one Send call and returns the Redis message.
@@ -25,7 +28,7 @@ func encodePayload(typ string, data any, p *sendParams) ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
-	msg := payload{Type: typ, ID: p.id}
+	msg := payload{Type: typ, ID: p.id, T: p.at}
 	if p.retrySet {
 		ms, err := retryMillis(p.retry)
 		if err != nil {
@@ -59,11 +62,12 @@ func decodePayload(raw string) event {
 		Type  *string         `json:"type"`
 		ID    json.RawMessage `json:"id"`
 		Retry *json.Number    `json:"retry"`
+		T     int64           `json:"t"`
 	}
 	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal([]byte(raw), &m) != nil || m.Data == nil {
 		return plain
 	}
-	e := event{retry: -1}
+	e := event{retry: -1, at: m.T}
 	if m.Type != nil {
 		e.typ = *m.Type
 	}

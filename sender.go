@@ -53,6 +53,7 @@ type Sender struct {
 	rotated       atomic.Int64
 	revoked       atomic.Int64
 	refreshes     atomic.Int64
+	lag           lagHistogram
 }
 
 // New returns a Sender for opts, with its subscription loop started. It
@@ -155,6 +156,7 @@ type sendParams struct {
 	id       string
 	retry    time.Duration
 	retrySet bool
+	at       int64 // the "t" stamp, Unix ms; 0 for none
 }
 
 // Channel publishes to the named channel instead of the default one.
@@ -188,6 +190,9 @@ func (s *Sender) Publish(ctx context.Context, typ string, data any, opts ...Send
 	}
 	if p.id != "" && s.opts.History > 0 {
 		return fmt.Errorf("%w: with History on, ids are history positions and cannot be set (channel %q)", ErrInvalidEvent, p.channel)
+	}
+	if s.opts.StampTime && s.opts.History == 0 {
+		p.at = time.Now().UnixMilli() // with History, the position holds Redis's time
 	}
 	payload, err := encodePayload(typ, data, &p)
 	if err != nil {

@@ -1,5 +1,7 @@
 package ginsse
 
+import "time"
+
 // Stats is a snapshot of a Sender's figures since it was created.
 type Stats struct {
 	Streams       int   // streams open now
@@ -22,6 +24,12 @@ type Stats struct {
 	// to presence (a user on two channels counts twice).
 	PresenceEntries int64
 	PresenceWrites  int64 // Redis commands written for presence
+	// LagP50 and LagP99 are quantiles of DeliveryLag: the bucket bounds
+	// that hold them.
+	LagP50, LagP99 time.Duration
+	// DeliveryLag is the time from publish to the write to the client of
+	// the live events delivered; see LagHistogram for the clocks' caveat.
+	DeliveryLag LagHistogram
 }
 
 // Stats returns the Sender's current figures. It is cheap and safe to call
@@ -46,6 +54,8 @@ func (s *Sender) Stats() Stats {
 		Revoked:       s.revoked.Load(),
 		Refreshes:     s.refreshes.Load(),
 	}
+	st.DeliveryLag = s.lag.snapshot()
+	st.LagP50, st.LagP99 = st.DeliveryLag.Quantile(0.5), st.DeliveryLag.Quantile(0.99)
 	if s.pres != nil {
 		st.PresenceEntries, st.PresenceWrites = s.pres.entries.Load(), s.pres.writes.Load()
 	}

@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	opts := ginsse.Options{Heartbeat: cfg.heartbeat, History: cfg.history, MaxStreams: cfg.maxStreams,
-		MaxStreamAge: cfg.maxStreamAge, Presence: true, PresenceTTL: cfg.presenceTTL,
+		MaxStreamAge: cfg.maxStreamAge, Presence: true, PresenceTTL: cfg.presenceTTL, StampTime: true,
 		JoinLeave: cfg.joinLeave, PresenceGrace: cfg.grace, Logger: log}
 	// store keeps the demo's revocations, in the same Redis.
 	var store redis.UniversalClient

@@ -16,6 +16,7 @@ import (
 type Collector struct {
 	s       *ginsse.Sender
 	metrics []metric
+	lag     *prometheus.Desc
 }
 
 type metric struct {
@@ -31,7 +32,9 @@ func NewCollector(s *ginsse.Sender) *Collector {
 		return metric{prometheus.NewDesc("ginsse_"+name, help, nil, nil), kind, value}
 	}
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
-	return &Collector{s: s, metrics: []metric{
+	lag := prometheus.NewDesc("ginsse_delivery_lag_seconds",
+		"Time from an event's publish to its write to a client, for live events; as good as the clocks of Redis (with history) or the publishing Sender (StampTime) and this one agree.", nil, nil)
+	return &Collector{s: s, lag: lag, metrics: []metric{
 		m("open_streams", "Streams open now.", gauge, func(st ginsse.Stats) float64 { return float64(st.Streams) }),
 		m("subscribed_channels", "Redis channels subscribed now.", gauge, func(st ginsse.Stats) float64 { return float64(st.Channels) }),
 		m("events_published_total", "Events published by this Sender.", counter, func(st ginsse.Stats) float64 { return float64(st.Published) }),
@@ -58,6 +61,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.metrics {
 		ch <- m.desc
 	}
+	ch <- c.lag
 }
 
 // Collect implements prometheus.Collector.
@@ -66,4 +70,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.metrics {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
 	}
+	h := st.DeliveryLag
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var cum uint64
+	for i, b := range h.Bounds {
+		cum += uint64(h.Counts[i])
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.lag, uint64(h.Count), h.Sum.Seconds(), buckets)
 }

@@ -32,5 +32,5 @@ ginsse_events_published_total 3
 # TYPE ginsse_open_streams gauge
 ginsse_open_streams 0
 `), "ginsse_events_published_total", "ginsse_open_streams"))
-	require.Equal(t, 18, testutil.CollectAndCount(c))
+	require.Equal(t, 19, testutil.CollectAndCount(c))
 }
