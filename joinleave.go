@@ -145,6 +145,31 @@ end
 return out
 `)
 
+// statsScript counts the streams and the distinct users on a channel
+// (ARGV[1]) of the Senders alive since ARGV[2] (ms), in Redis, so that
+// only two numbers come back.
+var statsScript = redis.NewScript(`
+local streams, users, seen = 0, 0, {}
+for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1] .. ':alive', ARGV[2], '+inf')) do
+  local raw = redis.call('HGET', KEYS[1] .. ':r:' .. l, ARGV[1])
+  if raw then
+    local ok, r = pcall(cjson.decode, raw)
+    if ok and type(r) == 'table' then
+      streams = streams + (tonumber(r.s) or 0)
+      if type(r.u) == 'table' then
+        for u in pairs(r.u) do
+          if not seen[u] then
+            seen[u] = true
+            users = users + 1
+          end
+        end
+      end
+    end
+  end
+end
+return {streams, users}
+`)
+
 // announce publishes the events the presence script decided, each to its
 // channel. One that fails is lost, and logged.
 func (p *presence) announce(events []presenceEvent) {

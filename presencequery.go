@@ -53,34 +53,47 @@ func (s *Sender) Presence(ctx context.Context, channel string) (Presence, error)
 }
 
 // PresenceStats returns the number of streams on channel and of distinct
-// users among them, as Presence counts them, without the list.
+// users among them, as Presence counts them. Redis counts them, so only
+// the two numbers travel, however many users the channel has.
 func (s *Sender) PresenceStats(ctx context.Context, channel string) (streams, users int, err error) {
-	seen := map[string]bool{}
-	err = s.readPresence(ctx, channel, func(r *rosterJSON) {
-		streams += r.Streams
-		for u := range r.Users {
-			seen[u] = true
-		}
-	})
-	return streams, len(seen), err
+	res, err := s.presenceScript(ctx, statsScript, channel)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n, _ := res.([]any); len(n) == 2 {
+		st, _ := n[0].(int64)
+		us, _ := n[1].(int64)
+		return int(st), int(us), nil
+	}
+	return 0, 0, nil
 }
 
-// readPresence reads the rosters of a channel kept by the Senders alive
-// within the TTL, in one script run, and hands each to add.
-func (s *Sender) readPresence(ctx context.Context, channel string, add func(*rosterJSON)) error {
+// presenceScript runs a read-only presence script for channel, with the
+// time before which a Sender's sign of life is too old.
+func (s *Sender) presenceScript(ctx context.Context, sc *redis.Script, channel string) (any, error) {
 	if err := validateChannel(channel); err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	keys := []string{presenceTag(s.opts.Prefix)}
 	since := time.Now().Add(-s.opts.PresenceTTL).UnixMilli()
-	res, err := readScript.EvalSha(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
+	res, err := sc.EvalSha(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
 	if isNoScript(err) {
-		res, err = readScript.Eval(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
+		res, err = sc.Eval(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("%w: presence of %q: %w", ErrUnavailable, channel, err)
+		return nil, fmt.Errorf("%w: presence of %q: %w", ErrUnavailable, channel, err)
+	}
+	return res, nil
+}
+
+// readPresence reads the rosters of a channel kept by the Senders alive
+// within the TTL, in one script run, and hands each to add.
+func (s *Sender) readPresence(ctx context.Context, channel string, add func(*rosterJSON)) error {
+	res, err := s.presenceScript(ctx, readScript, channel)
+	if err != nil {
+		return err
 	}
 	rosters, _ := res.([]any)
 	for _, raw := range rosters {
