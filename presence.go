@@ -218,7 +218,7 @@ func (p *presence) flush(changed map[string][]byte, known bool) (lost bool, even
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
 	p.writes.Add(1)
-	res, err := p.script(ctx, presenceScript, []string{p.tag}, args...)
+	res, err := evalScript(ctx, p.s.client, presenceScript, []string{p.tag}, args...)
 	if err != nil {
 		return false, nil, err
 	}
@@ -236,12 +236,13 @@ func (p *presence) flush(changed map[string][]byte, known bool) (lost bool, even
 	return known && isNew == 1, events, nil
 }
 
-// script runs sc, loading it first where Redis does not have it: a Redis
-// that restarted, or a replica promoted after a failover.
-func (p *presence) script(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
-	res, err := sc.EvalSha(ctx, p.s.client, keys, args...).Result()
+// evalScript runs sc, sending it whole where Redis does not have it: a
+// Redis that restarted, or a replica promoted after a failover. A nil
+// reply is no error.
+func evalScript(ctx context.Context, c redis.Scripter, sc *redis.Script, keys []string, args ...any) (any, error) {
+	res, err := sc.EvalSha(ctx, c, keys, args...).Result()
 	if isNoScript(err) {
-		res, err = sc.Eval(ctx, p.s.client, keys, args...).Result()
+		res, err = sc.Eval(ctx, c, keys, args...).Result()
 	}
 	if errors.Is(err, redis.Nil) {
 		err = nil
@@ -257,5 +258,5 @@ func (p *presence) withdraw() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
 	defer cancel()
 	p.writes.Add(1)
-	_, _ = p.script(ctx, withdrawScript, []string{p.tag}, p.id, p.withdrawArg())
+	_, _ = evalScript(ctx, p.s.client, withdrawScript, []string{p.tag}, p.id, p.withdrawArg())
 }

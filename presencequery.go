@@ -3,7 +3,6 @@ package ginsse
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -33,22 +32,24 @@ type Presence struct {
 // It is a Go API, not a route: serve it behind the same guard as the
 // stream, so that a page sees only the presence of a channel it may read.
 func (s *Sender) Presence(ctx context.Context, channel string) (Presence, error) {
-	p := Presence{Channel: channel}
-	users := map[string]bool{}
-	err := s.readPresence(ctx, channel, func(r *rosterJSON) {
-		p.Streams += r.Streams
-		for u := range r.Users {
-			users[u] = true
-		}
-	})
+	res, err := s.presenceScript(ctx, readScript, channel)
 	if err != nil {
 		return Presence{}, err
 	}
-	p.Users = make([]string, 0, len(users))
-	for u := range users {
-		p.Users = append(p.Users, u)
+	p := Presence{Channel: channel, Users: []string{}}
+	rosters, _ := res.([]any)
+	for _, raw := range rosters {
+		var r rosterJSON
+		if str, ok := raw.(string); !ok || json.Unmarshal([]byte(str), &r) != nil {
+			continue
+		}
+		p.Streams += r.Streams
+		for u := range r.Users {
+			p.Users = append(p.Users, u)
+		}
 	}
 	slices.Sort(p.Users)
+	p.Users = slices.Compact(p.Users) // a user on several Senders
 	return p, nil
 }
 
@@ -76,31 +77,10 @@ func (s *Sender) presenceScript(ctx context.Context, sc *redis.Script, channel s
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	keys := []string{presenceTag(s.opts.Prefix)}
 	since := time.Now().Add(-s.opts.PresenceTTL).UnixMilli()
-	res, err := sc.EvalSha(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
-	if isNoScript(err) {
-		res, err = sc.Eval(ctx, s.client, keys, s.opts.Prefix+channel, since).Result()
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
+	res, err := evalScript(ctx, s.client, sc, []string{presenceTag(s.opts.Prefix)}, s.opts.Prefix+channel, since)
+	if err != nil {
 		return nil, fmt.Errorf("%w: presence of %q: %w", ErrUnavailable, channel, err)
 	}
 	return res, nil
-}
-
-// readPresence reads the rosters of a channel kept by the Senders alive
-// within the TTL, in one script run, and hands each to add.
-func (s *Sender) readPresence(ctx context.Context, channel string, add func(*rosterJSON)) error {
-	res, err := s.presenceScript(ctx, readScript, channel)
-	if err != nil {
-		return err
-	}
-	rosters, _ := res.([]any)
-	for _, raw := range rosters {
-		var r rosterJSON
-		if str, ok := raw.(string); ok && json.Unmarshal([]byte(str), &r) == nil {
-			add(&r)
-		}
-	}
-	return nil
 }

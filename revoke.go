@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -59,21 +60,12 @@ func (sel Selector) matches(r *reach) bool {
 	switch {
 	case sel.User != "" && r.id.User != sel.User:
 		return false
-	case sel.Tag != "" && !contains(r.id.Tags, sel.Tag):
+	case sel.Tag != "" && !slices.Contains(r.id.Tags, sel.Tag):
 		return false
-	case sel.Channel != "" && !contains(r.chans, sel.Channel):
+	case sel.Channel != "" && !slices.Contains(r.chans, sel.Channel):
 		return false
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // DisconnectOption adjusts one Disconnect call.
