@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -171,17 +172,31 @@ return {streams, users}
 `)
 
 // announce publishes the events the presence script decided, each to its
-// channel. One that fails is lost, and logged.
+// channel, and returns once all are answered. They go out together, up to
+// a pipeline's worth at a time, so that the batcher pipelines them: the
+// joins of a cold start cost a few round trips, not one each. A run
+// decides at most one event per user and channel, so their order within
+// it does not matter. One that fails is lost, and logged.
 func (p *presence) announce(events []presenceEvent) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxPipeline)
 	for _, e := range events {
-		user, _ := json.Marshal(map[string]string{"user": e.user})
-		payload, _ := json.Marshal(payload{Type: e.typ, Data: user})
-		ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
-		err := p.s.batch.publish(ctx, e.channel, payload)
-		cancel()
-		if err != nil {
-			p.s.log.Warn("ginsse: presence event lost", "event", e.typ, "user", e.user, "err", err)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			p.publishEvent(e)
+		})
+	}
+	wg.Wait()
+}
+
+func (p *presence) publishEvent(e presenceEvent) {
+	user, _ := json.Marshal(map[string]string{"user": e.user})
+	payload, _ := json.Marshal(payload{Type: e.typ, Data: user})
+	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
+	defer cancel()
+	if err := p.s.batch.publish(ctx, e.channel, payload); err != nil {
+		p.s.log.Warn("ginsse: presence event lost", "event", e.typ, "user", e.user, "err", err)
 	}
 }
 
