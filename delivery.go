@@ -42,7 +42,6 @@ type delivery struct {
 	st     *stream
 	idSent bool   // with history: the client holds an id of the stream's positions
 	buf    []byte // scratch for id lines
-	nowMs  int64  // the time of this step, for the delivery lag
 }
 
 // start sets where each channel begins: at the window's head for a fresh
@@ -80,7 +79,6 @@ func (d *delivery) start(res resume, opened time.Time) {
 // frames, and wakes the stream again if more is waiting.
 func (d *delivery) step(out io.Writer) bool {
 	budget := maxBatch
-	d.nowMs = time.Now().UnixMilli() // once for the frames of the step
 	more, settled := false, true
 	for i := range d.st.members {
 		m := &d.st.members[i]
@@ -219,7 +217,7 @@ func (d *delivery) follow(out io.Writer, i int, m *member, budget *int) (ok, pen
 		if f.n < m.joined {
 			d.s.replayed.Add(1)
 		} else if f.at > 0 {
-			d.s.lag.observe(d.nowMs - f.at)
+			d.s.lag.observe(d.now.UnixMilli() - f.at)
 		}
 		*budget--
 	}

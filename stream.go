@@ -255,6 +255,7 @@ type streamWriter struct {
 	err   error
 	// extended is when the write deadline was last moved.
 	extended time.Time
+	now      time.Time // of the last write: for the deadline and the delivery lag
 }
 
 // errFellBehind ends a stream without history that fell further behind
@@ -262,14 +263,15 @@ type streamWriter struct {
 var errFellBehind = errors.New("ginsse: stream fell behind its channel")
 
 func (w *streamWriter) write(out io.Writer, b []byte) bool {
+	w.now = time.Now()
 	if d := w.s.opts.WriteTimeout; d > 0 {
 		// Moving a deadline resets a runtime timer, so it moves once per
 		// eighth of the timeout rather than on every write: a write gets
 		// between 7/8 of WriteTimeout and all of it. Not every
 		// ResponseWriter supports deadlines; streaming works without one.
-		if now := time.Now(); now.Sub(w.extended) >= d/8 {
-			_ = w.rc.SetWriteDeadline(now.Add(d))
-			w.extended = now
+		if w.now.Sub(w.extended) >= d/8 {
+			_ = w.rc.SetWriteDeadline(w.now.Add(d))
+			w.extended = w.now
 		}
 	}
 	if _, err := out.Write(b); err != nil {
