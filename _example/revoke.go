@@ -94,6 +94,12 @@ func parseRevokeForm(c *gin.Context) (revokeForm, string) {
 	default:
 		return f, "reconnect must be true or false"
 	}
+	if f.channel != "" {
+		// Checked before anything is stored.
+		if err := ginsse.ValidateChannel(f.channel); err != nil {
+			return f, err.Error()
+		}
+	}
 	return f, ""
 }
 
@@ -112,13 +118,6 @@ func revokeHandler(sender *ginsse.Sender, rv *revocations) gin.HandlerFunc {
 		sel := ginsse.User(f.user)
 		if f.channel != "" {
 			sel = sel.InChannel(f.channel)
-		}
-		if f.channel != "" {
-			// Checked before anything is stored.
-			if err := ginsse.ValidateChannel(f.channel); err != nil {
-				c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
-				return
-			}
 		}
 		// Stored first, so that the browser the Disconnect sends back
 		// already meets the 403.
@@ -149,11 +148,6 @@ func revokeHandler(sender *ginsse.Sender, rv *revocations) gin.HandlerFunc {
 func grantHandler(rv *revocations) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		f, msg := parseRevokeForm(c)
-		if msg == "" && f.channel != "" {
-			if err := ginsse.ValidateChannel(f.channel); err != nil {
-				msg = err.Error()
-			}
-		}
 		if msg != "" {
 			c.JSON(http.StatusBadRequest, gin.H{"error": msg})
 			return
