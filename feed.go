@@ -3,78 +3,114 @@ package ginsse
 import (
 	"context"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// subscribe adds st to the hub under names and subscribes the channels
-// new to this Sender. Without history the SUBSCRIBE goes out at once; with
-// history each new channel first reads its newest entries into its window
-// (see openTopic). Neither fails the stream: while Redis is away the
-// subscription waits, and the stream with it.
+// subscribe adds st to the hub under names and queues the channels new to
+// this Sender to be opened (see openRound). It never fails the stream:
+// while Redis is away the subscription waits, and the stream with it.
 func (s *Sender) subscribe(st *stream, names []string) {
 	fresh := s.hub.add(st, names)
-	if s.opts.History > 0 {
-		for _, t := range fresh {
-			s.goOwned(func() { s.openTopic(t) })
-		}
+	if len(fresh) == 0 {
 		return
 	}
-	if len(fresh) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-		defer cancel()
-		s.sendSubscribe(ctx, fresh)
+	jobs := make([]*job, len(fresh))
+	for i, t := range fresh {
+		jobs[i] = &job{t: t}
 	}
+	s.opening.push(jobs...)
 }
 
-// openTopic seeds a new channel's window with the newest entries of its
-// history, read before subscribing so that the read after the
-// confirmation (runFeed) covers every event in between.
-func (s *Sender) openTopic(t *topic) {
-	var seed []*frame
-	var whole bool
-	n := min(s.hub.frames, replayPage)
-	if !s.persist(t, func(ctx context.Context) (err error) {
-		seed, whole, err = s.newestEntries(ctx, t.name, n)
-		return err
-	}) {
-		return
+// openRound opens channels new to the Sender, all of the round with one
+// SUBSCRIBE. With history it first seeds each one's window with the
+// newest entries of its history, one pipeline for all, read before
+// subscribing so that the read after the confirmation (feedRound) covers
+// every event in between. A channel whose read failed waits for a later
+// round.
+func (s *Sender) openRound(jobs []*job) (again []*job, err error) {
+	ready := make([]*topic, 0, len(jobs))
+	if s.opts.History == 0 {
+		for _, j := range jobs {
+			ready = append(ready, j.t)
+		}
+	} else {
+		n := min(s.hub.frames, replayPage)
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		p := s.client.Pipeline()
+		cmds := make([]*redis.XMessageSliceCmd, len(jobs))
+		for i, j := range jobs {
+			cmds[i] = newestCmd(ctx, p, j.t.name, n)
+		}
+		_, _ = p.Exec(ctx)
+		cancel()
+		for i, j := range jobs {
+			seed, whole, e := s.newest(cmds[i], j.t.name, n)
+			if e != nil {
+				again, err = append(again, j), e
+				continue
+			}
+			j.t.win.seed(seed, whole)
+			s.hub.wakeTopic(j.t)
+			ready = append(ready, j.t)
+		}
 	}
-	t.win.seed(seed, whole)
-	s.hub.wakeTopic(t)
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
-	s.sendSubscribe(ctx, []*topic{t})
+	s.sendSubscribe(ctx, ready)
+	return again, err
 }
 
-// runFeed reads what a history window missed between its newest entry and
-// the subscription — after openTopic, or after the subscription was lost
-// and came back — and makes the window live.
-func (s *Sender) runFeed(t *topic) {
-	for {
-		after, gen, ok := t.win.feedFrom()
-		if !ok {
-			return
-		}
-		var entries []*frame
-		for {
-			var page []*frame
-			var full bool
-			if !s.persist(t, func(ctx context.Context) (err error) {
-				page, full, err = s.pageFrom(ctx, t.name, after, false)
-				return err
-			}) {
-				t.win.stopFeeding()
-				return
-			}
-			entries = append(entries, page...)
-			if !full {
-				break
-			}
-			after = page[len(page)-1].pos
-		}
-		if t.win.catchUp(entries, gen) {
-			s.hub.wakeTopic(t)
+// feedRound reads, for each history window of the round, what it missed
+// between its newest entry and the subscription — after openRound, or
+// after the subscription was lost and came back — one pipeline for all,
+// and makes the windows live. A window missing more than a page, or lost
+// again meanwhile, stays for the next round.
+func (s *Sender) feedRound(jobs []*job) (again []*job, err error) {
+	reading := jobs[:0]
+	for _, j := range jobs {
+		if j.started || j.next() {
+			reading = append(reading, j)
 		}
 	}
+	if len(reading) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	p := s.client.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(reading))
+	for i, j := range reading {
+		cmds[i] = pageCmd(ctx, p, j.t.name, j.after, false)
+	}
+	_, _ = p.Exec(ctx)
+	cancel()
+	for i, j := range reading {
+		page, full, e := s.page(cmds[i], j.t.name)
+		switch {
+		case e != nil:
+			again, err = append(again, j), e
+		case full:
+			j.got, j.after = append(j.got, page...), page[len(page)-1].pos
+			again = append(again, j)
+		default:
+			if j.t.win.catchUp(append(j.got, page...), j.gen) {
+				s.hub.wakeTopic(j.t)
+			}
+			if j.next() {
+				again = append(again, j)
+			}
+		}
+	}
+	return again, err
+}
+
+// next sets where a feed job reads from, and reports false when its
+// window needs no read: it is live, or its subscription is not back yet
+// (the confirmation queues a new job).
+func (j *job) next() bool {
+	after, gen, ok := j.t.win.feedFrom()
+	j.started, j.after, j.gen, j.got = ok, after, gen, nil
+	return ok
 }
 
 // sendSubscribe subscribes the topics that still want it. A failure is

@@ -129,6 +129,11 @@ const replayPage = 256
 // or from p itself when inclusive (zero p: from the first entry), and
 // reports whether the page is full.
 func (s *Sender) pageFrom(ctx context.Context, name string, p position, inclusive bool) ([]*frame, bool, error) {
+	return s.page(pageCmd(ctx, s.client, name, p, inclusive), name)
+}
+
+// pageCmd runs or, on a pipeline, queues pageFrom's read.
+func pageCmd(ctx context.Context, c redis.Cmdable, name string, p position, inclusive bool) *redis.XMessageSliceCmd {
 	start := "-"
 	if p != (position{}) {
 		start = p.String()
@@ -136,24 +141,37 @@ func (s *Sender) pageFrom(ctx context.Context, name string, p position, inclusiv
 			start = "(" + start
 		}
 	}
-	s.historyReads.Add(1)
-	msgs, err := s.client.XRangeN(ctx, historyKey(name), start, "+", replayPage).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
-	}
-	return entryFrames(msgs), len(msgs) == replayPage, nil
+	return c.XRangeN(ctx, historyKey(name), start, "+", replayPage)
 }
 
-// newestEntries reads the n newest entries of a channel's history, oldest
-// first, and reports whether they are all it holds.
-func (s *Sender) newestEntries(ctx context.Context, name string, n int) ([]*frame, bool, error) {
-	s.historyReads.Add(1)
-	msgs, err := s.client.XRevRangeN(ctx, historyKey(name), "+", "-", int64(n)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
-	}
+// page takes the answer of a pageCmd.
+func (s *Sender) page(cmd *redis.XMessageSliceCmd, name string) ([]*frame, bool, error) {
+	msgs, err := s.entries(cmd, name)
+	return entryFrames(msgs), len(msgs) == replayPage, err
+}
+
+// newestCmd queues on a pipeline the read of the n newest entries of a
+// channel's history.
+func newestCmd(ctx context.Context, p redis.Pipeliner, name string, n int) *redis.XMessageSliceCmd {
+	return p.XRevRangeN(ctx, historyKey(name), "+", "-", int64(n))
+}
+
+// newest takes the answer of a newestCmd: the entries oldest first, and
+// whether they are all the history holds.
+func (s *Sender) newest(cmd *redis.XMessageSliceCmd, name string, n int) ([]*frame, bool, error) {
+	msgs, err := s.entries(cmd, name)
 	slices.Reverse(msgs)
-	return entryFrames(msgs), len(msgs) < n, nil
+	return entryFrames(msgs), len(msgs) < n, err
+}
+
+// entries counts a history read and takes its answer.
+func (s *Sender) entries(cmd *redis.XMessageSliceCmd, name string) ([]redis.XMessage, error) {
+	s.historyReads.Add(1)
+	msgs, err := cmd.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: read history of %q: %w", ErrUnavailable, name, err)
+	}
+	return msgs, nil
 }
 
 // entryFrames encodes history entries as frames whose id is their

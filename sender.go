@@ -31,6 +31,8 @@ type Sender struct {
 	ctl        *control   // Disconnect commands
 	reach      reaches    // open streams, for commands
 	pres       *presence  // nil without Options.Presence
+	opening    *rounds    // channels new to the Sender (see openRound)
+	feeding    *rounds    // history windows to make live (see feedRound)
 	log        *slog.Logger
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE commands
@@ -79,6 +81,8 @@ func New(opts Options) (*Sender, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.opening = newRounds(s, s.openRound, func(*job) {})
+	s.feeding = newRounds(s, s.feedRound, func(j *job) { j.t.win.stopFeeding() })
 	s.ctl = newControl(s)
 	s.hub.control = s.ctl.name
 	s.sub = s.newSubscriber()

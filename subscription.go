@@ -133,8 +133,8 @@ func (c *psConn) receive() {
 			case "subscribe", "ssubscribe":
 				if m.Channel == s.ctl.name {
 					s.ctl.push(ctlItem{})
-				} else if t := s.hub.confirm(m.Channel); t != nil && !s.goOwned(func() { s.runFeed(t) }) {
-					t.win.stopFeeding()
+				} else if t := s.hub.confirm(m.Channel); t != nil {
+					s.feeding.push(&job{t: t})
 				}
 			case "sunsubscribe":
 				if c.broken != nil && !s.hub.unused(m.Channel) {
@@ -165,7 +165,7 @@ func (c *psConn) goShards(f func(*shards)) {
 
 // restored counts a subscription that came back. With history, each
 // channel's window then reads once what the subscription missed, for all
-// of the channel's streams (see runFeed).
+// of the channel's streams (see feedRound).
 func (s *Sender) restored() {
 	s.reconnects.Add(1)
 	s.log.Info("ginsse: redis subscription restored")

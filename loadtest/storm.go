@@ -400,6 +400,7 @@ func (r *runner) window(before redisStats, cpu, srvCPU time.Duration) error {
 	res.RedisOutBytes = after.outBytes - before.outBytes
 	res.RedisInBytes = after.inBytes - before.inBytes
 	res.RedisCommands = after.calls() - before.calls()
+	res.Subscribes = after.since(before, "subscribe", "ssubscribe")
 	res.RSSEndMB = float64(rss(r.srv.pid())) / (1 << 20)
 	res.ServerCPUS = (processCPU(r.srv.pid()) - srvCPU).Seconds()
 	res.Server = readServerStats(r.srv.addr)

@@ -85,9 +85,10 @@ type stormResult struct {
 	HistoryReads    int64            `json:"history_reads"` // Redis x* read commands in the window
 	HistoryReadUsec int64            `json:"history_read_usec"`
 	ReadCommands    map[string]int64 `json:"read_commands"`
-	RedisOutBytes   int64            `json:"redis_out_bytes"` // total_net_output_bytes in the window, live events included
-	RedisInBytes    int64            `json:"redis_in_bytes"`  // total_net_input_bytes in the window
-	RedisCommands   int64            `json:"redis_commands"`  // every command Redis ran in the window, scripts' own included
+	RedisOutBytes   int64            `json:"redis_out_bytes"`    // total_net_output_bytes in the window, live events included
+	RedisInBytes    int64            `json:"redis_in_bytes"`     // total_net_input_bytes in the window
+	RedisCommands   int64            `json:"redis_commands"`     // every command Redis ran in the window, scripts' own included
+	Subscribes      int64            `json:"subscribe_commands"` // SUBSCRIBE and SSUBSCRIBE commands in the window, whatever their channels
 	// PresenceSeen is, with -presence, the users the publishing server saw
 	// on the first channel at each sample, from the set-up on.
 	PresenceSeen            []int   `json:"presence_seen,omitempty"`
@@ -232,7 +233,7 @@ func (r stormResult) line() string {
 	fmt.Fprintf(&b, "; in %.1f s: history reads %d [%s], %.1f MB out of Redis (%.0f KB/s before), server %.1f s CPU, RSS %.0f → max %.0f MB, redis conns max %d, generator %.2f cores",
 		r.WindowS, r.HistoryReads, r.reads(), float64(r.RedisOutBytes)/1e6, r.RedisOutBytesPerSBefore/1e3, r.ServerCPUS,
 		r.RSSBeforeMB, r.RSSMaxMB, r.RedisConnsMax, r.GeneratorCores)
-	fmt.Fprintf(&b, "; Redis ran %d commands, %.1f MB in", r.RedisCommands, float64(r.RedisInBytes)/1e6)
+	fmt.Fprintf(&b, "; Redis ran %d commands (%d SUBSCRIBE), %.1f MB in", r.RedisCommands, r.Subscribes, float64(r.RedisInBytes)/1e6)
 	if len(r.PresenceSeen) > 0 {
 		fmt.Fprintf(&b, "; users on channel 0 by second %v", r.PresenceSeen)
 	}
@@ -323,6 +324,7 @@ func printStormTable(w io.Writer, all []stormResult) {
 		col{"MB out", func(r stormResult) float64 { return float64(r.RedisOutBytes) / 1e6 }, 1},
 		col{"MB in", func(r stormResult) float64 { return float64(r.RedisInBytes) / 1e6 }, 1},
 		col{"commands", func(r stormResult) float64 { return float64(r.RedisCommands) }, 0},
+		col{"SUBSCRIBE", func(r stormResult) float64 { return float64(r.Subscribes) }, 0},
 		col{"redis conns", func(r stormResult) float64 { return float64(r.RedisConnsMax) }, 0},
 		col{"RSS max MB", func(r stormResult) float64 { return r.RSSMaxMB }, 0},
 	)
@@ -355,6 +357,15 @@ func printStormTable(w io.Writer, all []stormResult) {
 type redisStats struct {
 	cmds              map[string][2]int64 // calls, usec by command ("xrange", "xinfo|stream")
 	outBytes, inBytes int64
+}
+
+// since returns how many times Redis ran the commands names since before.
+func (st redisStats) since(before redisStats, names ...string) int64 {
+	var n int64
+	for _, name := range names {
+		n += st.cmds[name][0] - before.cmds[name][0]
+	}
+	return n
 }
 
 // calls is the number of commands Redis ran.
