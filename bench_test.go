@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 )
@@ -105,4 +107,68 @@ func BenchmarkStreamState(b *testing.B) {
 		step := func(out io.Writer) bool { return d.step(out) }
 		_ = step
 	}
+}
+
+// BenchmarkChannelMemory is what a channel of its own costs a stream: n
+// streams open on n channels (each with one event in its history), and
+// heap-B/channel is the heap they hold beyond n streams on one shared
+// channel, after a collection. The request's goroutine and net/http's
+// buffers are the same either way and not counted.
+func BenchmarkChannelMemory(b *testing.B) {
+	const n = 5000
+	mr := miniredis.RunT(b)
+	s, err := New(Options{Addr: mr.Addr(), History: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "user-" + strconv.Itoa(i)
+		if err := s.Publish(context.Background(), "note", "hello", Channel(names[i])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var own, shared float64
+	for b.Loop() {
+		shared = heapHeld(b, s, func(i int) string { return "news" }, n)
+		own = heapHeld(b, s, func(i int) string { return names[i] }, n)
+	}
+	b.ReportMetric((own-shared)/n, "heap-B/channel")
+}
+
+// heapHeld opens n streams, stream i on channel name(i), waits until
+// every channel is live, and returns the heap they hold; it closes them
+// before it returns.
+func heapHeld(b *testing.B, s *Sender, name func(int) string, n int) float64 {
+	before := heapInUse()
+	streams := make([]*stream, n)
+	for i := range streams {
+		streams[i] = newStream()
+		s.subscribe(streams[i], []string{s.opts.Prefix + name(i)})
+	}
+	for _, st := range streams {
+		w := &st.members[0].t.win
+		for {
+			w.mu.Lock()
+			live := w.state == winLive
+			w.mu.Unlock()
+			if live {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	held := heapInUse() - before
+	for _, st := range streams {
+		s.unsubscribe(st)
+	}
+	return held
+}
+
+func heapInUse() float64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapInuse)
 }
