@@ -147,6 +147,7 @@ func heapHeld(b *testing.B, s *Sender, name func(int) string, n int) float64 {
 		streams[i] = newStream()
 		s.subscribe(streams[i], []string{s.opts.Prefix + name(i)})
 	}
+	deadline := time.Now().Add(30 * time.Second)
 	for _, st := range streams {
 		w := &st.members[0].t.win
 		for {
@@ -156,7 +157,10 @@ func heapHeld(b *testing.B, s *Sender, name func(int) string, n int) float64 {
 			if live {
 				break
 			}
-			time.Sleep(time.Millisecond)
+			if time.Now().After(deadline) {
+				b.Fatal("channels not live after 30 s")
+			}
+			time.Sleep(time.Millisecond) // a benchmark's wait: no signal tells a window went live
 		}
 	}
 	held := heapInUse() - before

@@ -210,9 +210,10 @@ func (s *Sender) persist(t *topic, op func(ctx context.Context) error) bool {
 		select {
 		case <-s.quit:
 			return false
-		case <-t.gone:
-			return false
 		case <-time.After(backoff):
+		}
+		if t.left.Load() {
+			return false
 		}
 		backoff = min(backoff*2, time.Second)
 	}

@@ -52,7 +52,7 @@ type topic struct {
 	ready chan struct{} // closed once Redis confirmed the subscription
 	done  bool          // ready is closed
 	sent  bool          // a SUBSCRIBE for this topic went out
-	gone  chan struct{} // closed when no stream uses it any more
+	left  atomic.Bool   // no stream uses it any more
 	win   window
 	fetch fetcher // history reads for streams the window does not cover
 }
@@ -82,7 +82,7 @@ func (h *hub) add(st *stream, names []string) (fresh []*topic) {
 	for i, name := range names {
 		t := h.topics[name]
 		if t == nil {
-			t = &topic{name: name, ready: make(chan struct{}), gone: make(chan struct{})}
+			t = &topic{name: name, ready: make(chan struct{})}
 			t.win.init(h.frames, h.floor, &h.budget, h.history)
 			h.topics[name] = t
 			fresh = append(fresh, t)
@@ -112,7 +112,7 @@ func (h *hub) remove(st *stream) (empty []string) {
 		t.subs = t.subs[:last]
 		if len(t.subs) == 0 && h.topics[t.name] == t {
 			delete(h.topics, t.name)
-			close(t.gone)
+			t.left.Store(true)
 			t.win.release()
 			empty = append(empty, t.name)
 		}

@@ -113,10 +113,9 @@ func (q *rounds) take() []*job {
 		j := q.waiting[0]
 		q.waiting[0] = nil
 		q.waiting = q.waiting[1:]
-		select {
-		case <-j.t.gone:
+		if j.t.left.Load() {
 			q.drop(j)
-		default:
+		} else {
 			batch = append(batch, j)
 		}
 	}

@@ -22,7 +22,7 @@ func bareSender() *Sender {
 func newJobs(n int) []*job {
 	jobs := make([]*job, n)
 	for i := range jobs {
-		jobs[i] = &job{t: &topic{name: "c" + strconv.Itoa(i), gone: make(chan struct{})}}
+		jobs[i] = &job{t: &topic{name: "c" + strconv.Itoa(i)}}
 	}
 	return jobs
 }
@@ -93,7 +93,7 @@ func TestRoundsRetryFailuresAndDropWhatNoOneWants(t *testing.T) {
 		q.push(failing)
 		synctest.Wait()           // the first round ran; failing waits out its backoff
 		q.push(gone, late, stuck) // they arrive during the backoff
-		close(gone.t.gone)
+		gone.t.left.Store(true)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		mu.Lock()

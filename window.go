@@ -69,6 +69,10 @@ type ring struct {
 // entries read back from Redis.
 const firstSeq = 1 << 40
 
+// initialRing is the slots a new window starts with. Most per-user
+// channels hold a few frames; a busy channel's ring doubles as it fills.
+const initialRing = 4
+
 func newRing(size int) *ring {
 	n := 1
 	for n < size {
@@ -81,7 +85,7 @@ func (r *ring) slot(n uint64) *atomic.Pointer[frame] { return &r.slots[n&r.mask]
 
 func (w *window) init(max, floor int, hub *windowBudget, history bool) {
 	w.max, w.floor, w.hub = max, min(floor, max), hub
-	w.ring.Store(newRing(min(max, 16)))
+	w.ring.Store(newRing(min(max, initialRing)))
 	w.head.Store(firstSeq)
 	w.tail = firstSeq
 	if !history {
