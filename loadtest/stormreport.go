@@ -60,12 +60,15 @@ type stormResult struct {
 	Retries     int64          `json:"retries"` // requests that got no answer (refused, reset, timed out)
 	RetriesMax  int            `json:"retries_max"`
 
-	ReadyS         float64 `json:"restart_ready_s,omitempty"` // storm: from the restart until the server answered
-	Reconnected    int     `json:"reconnected,omitempty"`
-	ReconnectP50S  float64 `json:"reconnect_p50_s,omitempty"`
-	ReconnectP99S  float64 `json:"reconnect_p99_s,omitempty"`
-	ReconnectMaxS  float64 `json:"reconnect_max_s,omitempty"`
-	CaughtUp       int     `json:"caught_up,omitempty"`
+	ReadyS        float64 `json:"restart_ready_s,omitempty"` // storm: from the restart until the server answered
+	Reconnected   int     `json:"reconnected,omitempty"`
+	ReconnectP50S float64 `json:"reconnect_p50_s,omitempty"`
+	ReconnectP99S float64 `json:"reconnect_p99_s,omitempty"`
+	ReconnectMaxS float64 `json:"reconnect_max_s,omitempty"`
+	CaughtUp      int     `json:"caught_up,omitempty"`
+	// NextSentS is when the first event after the restart was sent: no
+	// stream can catch up before it.
+	NextSentS      float64 `json:"next_sent_s,omitempty"`
 	CaughtUpP50S   float64 `json:"caught_up_p50_s,omitempty"`
 	CaughtUpP99S   float64 `json:"caught_up_p99_s,omitempty"`
 	CaughtUpMaxS   float64 `json:"caught_up_max_s,omitempty"`
@@ -169,6 +172,10 @@ func (res *stormResult) add(clients []*stormClient, from int64, cold bool) {
 	res.Reconnected = len(reconnect)
 	res.ReconnectP50S, res.ReconnectP99S, res.ReconnectMaxS = quantiles(reconnect)
 	res.CaughtUp = len(caught)
+	if len(clients) > 0 && !cold && clients[0].st.restartSeq.Load() >= 0 {
+		c := clients[0]
+		res.NextSentS = since(c.st.sentAt[c.st.restartSeq.Load()].Load())
+	}
 	res.CaughtUpP50S, res.CaughtUpP99S, res.CaughtUpMaxS = quantiles(caught)
 	res.Answered = len(answer)
 	res.AnswerP50S, res.AnswerP99S, res.AnswerMaxS = quantiles(answer)
@@ -217,9 +224,9 @@ func (r stormResult) line() string {
 			r.Run, r.Streams, r.Channels, r.Rate, r.Answered, r.AnswerP50S, r.AnswerP99S, r.AnswerMaxS, r.Non200, r.statuses(),
 			r.FirstEvent, r.FirstEventP50S, r.FirstEventP99S, r.FirstEventMaxS)
 	} else {
-		fmt.Fprintf(&b, "storm run %d: %d streams on %d channel(s), %.0f events/s, down %.1f s, jitter %.1f s: server answering %.2f s after the restart; reconnected %d (p50 %.2f s, p99 %.2f s, max %.2f s from the restart), caught up %d (p50 %.2f s, p99 %.2f s, max %.2f s), non-200 %d%s",
+		fmt.Fprintf(&b, "storm run %d: %d streams on %d channel(s), %.0f events/s, down %.1f s, jitter %.1f s: server answering %.2f s after the restart; reconnected %d (p50 %.2f s, p99 %.2f s, max %.2f s from the restart), first event after it sent at %.2f s, caught up %d (p50 %.2f s, p99 %.2f s, max %.2f s), non-200 %d%s",
 			r.Run, r.Streams, r.Channels, r.Rate, r.DownS, r.JitterS, r.ReadyS, r.Reconnected, r.ReconnectP50S, r.ReconnectP99S, r.ReconnectMaxS,
-			r.CaughtUp, r.CaughtUpP50S, r.CaughtUpP99S, r.CaughtUpMaxS, r.Non200, r.statuses())
+			r.NextSentS, r.CaughtUp, r.CaughtUpP50S, r.CaughtUpP99S, r.CaughtUpMaxS, r.Non200, r.statuses())
 	}
 	if r.SetupNon200+r.SetupBreaks+r.SetupRetries > 0 {
 		fmt.Fprintf(&b, "; set-up (%.1f s): %d non-200 retried, %d breaks, %d retries", r.SetupS, r.SetupNon200, r.SetupBreaks, r.SetupRetries)
