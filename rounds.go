@@ -13,12 +13,18 @@ import (
 // instead; a single goroutine drains it in rounds, each round one pipeline
 // or one SUBSCRIBE for every channel that waited. A lone channel goes at
 // once; channels arriving during a round go together in the next.
+//
+// A round's failed jobs go to a second queue of the same kind, which
+// retries them with a backoff in a goroutine of its own: a channel whose
+// reads fail (its cluster shard is failing over, say) never holds up the
+// channels that arrive after it.
 type rounds struct {
 	s *Sender
 	// run runs one round. The jobs it gives back wait for another: at
 	// once, or after a backoff when it also returns an error.
 	run     func([]*job) (again []*job, err error)
 	drop    func(*job) // a job no round will run
+	retry   *rounds    // where failed jobs go; nil: this is that queue
 	mu      sync.Mutex
 	waiting []*job
 	running bool
@@ -38,8 +44,11 @@ type job struct {
 // held in memory until the round ends.
 const maxRound = 256
 
+// firstBackoff is the retry queue's first wait after a failed round.
+const firstBackoff = 50 * time.Millisecond
+
 func newRounds(s *Sender, run func([]*job) ([]*job, error), drop func(*job)) *rounds {
-	return &rounds{s: s, run: run, drop: drop}
+	return &rounds{s: s, run: run, drop: drop, retry: &rounds{s: s, run: run, drop: drop}}
 }
 
 // push queues jobs, starting the goroutine that drains the queue if none
@@ -55,12 +64,12 @@ func (q *rounds) push(jobs ...*job) {
 	}
 }
 
-// drain runs rounds until no job waits or the Sender closes. After a
-// round that failed it waits, doubling the wait up to a second while
-// rounds keep failing, so that a Redis that is down is not hammered; it
-// logs the first failure of a run of them.
+// drain runs rounds until no job waits or the Sender closes. The retry
+// queue waits after a round that failed, doubling the wait up to a second
+// while rounds keep failing, so that a Redis that is down is not
+// hammered; it logs the first failure of a run of them.
 func (q *rounds) drain() {
-	backoff := 50 * time.Millisecond
+	backoff := firstBackoff
 	for {
 		if q.s.closed() {
 			q.stop()
@@ -72,11 +81,15 @@ func (q *rounds) drain() {
 		}
 		again, err := q.run(batch)
 		if err == nil {
-			backoff = 50 * time.Millisecond
+			backoff = firstBackoff
 			q.requeue(again)
 			continue
 		}
-		if backoff == 50*time.Millisecond {
+		if q.retry != nil {
+			q.retry.push(again...)
+			continue
+		}
+		if backoff == firstBackoff {
 			q.s.log.Warn("ginsse: history reads failed; retrying", "channels", len(again), "err", err)
 		}
 		select {

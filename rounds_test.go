@@ -60,26 +60,25 @@ func TestRoundsGatherWhatArrivesDuringARound(t *testing.T) {
 	}
 }
 
-// A job whose round failed runs again after a backoff, together with what
-// arrived meanwhile; a job whose channel lost its last stream is dropped,
-// not run; and the Sender's close drops what still waits.
-func TestRoundsRetryFailuresAndDropWhatNoOneWants(t *testing.T) {
+// A job whose round failed is retried after a backoff that doubles up to
+// a second, in a queue of its own, so that a job arriving meanwhile runs
+// at once; a failed job whose channel lost its last stream is dropped,
+// not run again; and the Sender's close drops what still waits.
+func TestRoundsRetryFailuresApartAndDropWhatNoOneWants(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := bareSender()
-		jobs := newJobs(4)
-		failing, gone, late, stuck := jobs[0], jobs[1], jobs[2], jobs[3]
-		var mu sync.Mutex // the queue's goroutine writes, the test reads
-		var rounds [][]*job
-		var at []time.Duration
-		start := time.Now()
+		jobs := newJobs(3)
+		stuck, late, gone := jobs[0], jobs[1], jobs[2]
+		var mu sync.Mutex // the queues' goroutines write, the test reads
+		ran := map[*job][]time.Duration{}
 		var dropped []*job
+		start := time.Now()
 		q := newRounds(s, func(batch []*job) (again []*job, err error) {
 			mu.Lock()
 			defer mu.Unlock()
-			rounds = append(rounds, batch)
-			at = append(at, time.Since(start))
 			for _, j := range batch {
-				if j == stuck || (j == failing && len(rounds) == 1) {
+				ran[j] = append(ran[j], time.Since(start))
+				if j != late {
 					again, err = append(again, j), errors.New("redis: connection refused")
 				}
 			}
@@ -90,27 +89,25 @@ func TestRoundsRetryFailuresAndDropWhatNoOneWants(t *testing.T) {
 			mu.Unlock()
 		})
 
-		q.push(failing)
-		synctest.Wait()           // the first round ran; failing waits out its backoff
-		q.push(gone, late, stuck) // they arrive during the backoff
+		q.push(stuck)
+		synctest.Wait() // stuck failed, then failed its first retry, and waits
+		q.push(late)
+		q.push(gone)
+		synctest.Wait() // late ran; gone failed and waits behind stuck's backoff
 		gone.t.left.Store(true)
-		time.Sleep(time.Second)
+		time.Sleep(6 * time.Second)
 		synctest.Wait()
+
 		mu.Lock()
-		require.GreaterOrEqual(t, len(rounds), 2)
-		assert.Equal(t, []*job{failing}, rounds[0])
-		assert.Equal(t, []*job{failing, late, stuck}, rounds[1], "the retry goes with what arrived meanwhile")
-		assert.Equal(t, 50*time.Millisecond, at[1]-at[0], "after the first backoff")
+		assert.Equal(t, []time.Duration{0}, ran[late], "no wait behind a failing channel")
+		assert.Equal(t, []time.Duration{0}, ran[gone], "not run again once its channel is gone")
 		assert.Equal(t, []*job{gone}, dropped)
+		r := ran[stuck]
+		require.Greater(t, len(r), 7)
+		assert.Equal(t, []time.Duration{0, 0, 50 * time.Millisecond, 150 * time.Millisecond, 350 * time.Millisecond}, r[:5])
+		assert.Equal(t, time.Second, r[len(r)-1]-r[len(r)-2], "waits stop doubling at a second")
 		mu.Unlock()
 
-		// stuck keeps failing: its waits double up to a second.
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		mu.Lock()
-		n := len(rounds)
-		assert.Equal(t, time.Second, at[n-1]-at[n-2])
-		mu.Unlock()
 		close(s.quit)
 		s.wg.Wait()
 		assert.Equal(t, []*job{gone, stuck}, dropped, "what still waits is dropped on close")
