@@ -21,7 +21,8 @@ import (
 type rounds struct {
 	s *Sender
 	// run runs one round. The jobs it gives back wait for another: at
-	// once, or after a backoff when it also returns an error.
+	// once, or, when it also returns an error, in the retry queue after
+	// a backoff.
 	run     func([]*job) (again []*job, err error)
 	drop    func(*job) // a job no round will run
 	retry   *rounds    // where failed jobs go; nil: this is that queue
