@@ -2,6 +2,8 @@ package ginsse_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -30,7 +32,7 @@ func startCluster(t testing.TB, replicas int) *cluster {
 	cli := needBinary(t, "redis-cli")
 	cl := &cluster{procs: map[string]*exec.Cmd{}}
 	for range 3 * (1 + replicas) {
-		port := strconv.Itoa(freePort(t))
+		port := strconv.Itoa(freeClusterPort(t))
 		dir := t.TempDir()
 		cmd := exec.Command(server, "--port", port, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
 			"--cluster-config-file", dir+"/nodes.conf", "--dir", dir, "--save", "", "--appendonly", "no",
@@ -60,6 +62,32 @@ func startCluster(t testing.TB, replicas int) *cluster {
 		c.Close()
 	}
 	return cl
+}
+
+// freeClusterPort returns a free port for a cluster node whose bus port,
+// 10,000 above it, is free too. Both lie below the ephemeral range (32768
+// and up on Linux), where no outgoing connection can take them: a port
+// from that range may have its bus port taken, or past 65535, and then
+// redis-server does not start.
+func freeClusterPort(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		p := 20000 + rand.IntN(2768)
+		if portFree(p) && portFree(p+10000) {
+			return p
+		}
+	}
+	t.Fatal("no free port pair for a cluster node between 20000 and 32767")
+	return 0
+}
+
+func portFree(p int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // kill ends one node at once, as a crash does.

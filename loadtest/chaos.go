@@ -159,7 +159,7 @@ func (c *chaos) startRedis(dir string) error {
 		c.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.addrs()})
 		return nil
 	}
-	p, err := startRedisProc(dir)
+	p, err := startRedisProc("", dir)
 	if err != nil {
 		return err
 	}
@@ -347,13 +347,17 @@ type redisProc struct {
 	done      chan struct{}
 }
 
-func startRedisProc(dir string, args ...string) (*redisProc, error) {
+// startRedisProc starts a redis-server on addr, or on a free loopback
+// port when addr is "".
+func startRedisProc(addr, dir string, args ...string) (*redisProc, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, errors.New("-chaos runs its own Redis and needs redis-server on PATH")
 	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
+	if addr == "" {
+		var err error
+		if addr, err = freeLoopbackAddr(); err != nil {
+			return nil, err
+		}
 	}
 	p := &redisProc{dir: dir, addr: addr, args: args}
 	return p, p.start()

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +37,12 @@ func startRedisCluster(dir string) (*redisCluster, error) {
 			rc.kill()
 			return nil, err
 		}
-		p, err := startRedisProc(d, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		addr, err := freeClusterAddr()
+		if err != nil {
+			rc.kill()
+			return nil, err
+		}
+		p, err := startRedisProc(addr, d, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000")
 		if err != nil {
 			rc.kill()
@@ -171,6 +178,27 @@ func (p *redisProc) replication() []string {
 		return nil
 	}
 	return strings.Split(info, "\r\n")
+}
+
+// freeClusterAddr returns a free loopback address for a cluster node whose
+// bus port, 10,000 above it, is free too. Both lie below the ephemeral
+// range, where no outgoing connection takes them; a port from that range
+// may have its bus port taken, or past 65535, and then redis-server does
+// not start.
+func freeClusterAddr() (string, error) {
+	for range 200 {
+		p := 20000 + rand.IntN(2768)
+		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			l.Close()
+			return l.Addr().String(), nil
+		}
+	}
+	return "", errors.New("no free port pair for a cluster node between 20000 and 32767")
 }
 
 // freeLoopbackAddr is a loopback address no one listens on now.
