@@ -179,6 +179,13 @@ func (c *control) apply(cmd *command) {
 		return
 	}
 	c.cursor = pos
+	// Anyone who can write to Redis can publish here, and a newer ginsse
+	// may send a selector this one cannot read: an empty or invalid one
+	// would match every stream.
+	if err := cmd.Selector.validate(); err != nil {
+		c.s.log.Warn("ginsse: disconnect command ignored", "id", cmd.ID, "err", err)
+		return
+	}
 	n := c.s.reach.apply(cmd)
 	c.s.log.Info("ginsse: disconnect", "user", cmd.User, "tag", cmd.Tag, "channel", cmd.Channel, "final", cmd.Final, "streams", n)
 }

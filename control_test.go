@@ -103,3 +103,38 @@ func reopen(s *Sender, first, again []*reach) []*reach {
 	}
 	return again
 }
+
+// A command no Disconnect could have sent — no selector, or one that does
+// not validate — ends nothing, whether it comes live or read back from
+// Redis: anyone who can write to Redis can publish on the control channel,
+// and an empty selector would match every stream.
+func TestControlIgnoresInvalidCommands(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	s := &Sender{opts: Options{Timeout: time.Second}, client: rdb, quit: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
+	c := newControl(s)
+	s.ctl = c
+	rc := &reach{id: Identity{User: "u1", Tags: []string{"t"}}, chans: []string{"news"}, end: make(chan struct{})}
+	s.reach.add(rc)
+	for _, payload := range []string{`{}`, `{"user":"u1","tag":"t"}`, `{"channel":"bad name"}`, `{"future":"selector"}`} {
+		if err := c.send(ctx, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.push(ctlItem{}) // a confirmation: read them back
+	c.drain()
+	if isClosed(rc.end) {
+		t.Fatal("an invalid command ended a stream")
+	}
+	payload, _ := json.Marshal(command{Selector: User("u1")})
+	if err := c.send(ctx, payload); err != nil {
+		t.Fatal(err)
+	}
+	c.push(ctlItem{})
+	c.drain()
+	if !isClosed(rc.end) {
+		t.Fatal("a valid command after them was not applied")
+	}
+}

@@ -166,6 +166,10 @@ func TestDecodePayload(t *testing.T) {
 		{`{"data":"x","retry":-1}`, ev{"", "", -1, `{"data":"x","retry":-1}`}},
 		{`{"data":"x","retry":1.5}`, ev{"", "", -1, `{"data":"x","retry":1.5}`}},
 		{`{"data":"x"`, ev{"", "", -1, `{"data":"x"`}},
+		// "t" of another publisher's shape is passed over, not a reason
+		// to deliver the whole message as text.
+		{`{"data":"x","t":"2024"}`, ev{"", "", -1, "x"}},
+		{`{"data":"x","t":1.7e12}`, ev{"", "", -1, "x"}},
 		{``, ev{"", "", -1, ""}},
 	} {
 		typ, id, retry, data := ginsse.DecodePayload(tc.raw)

@@ -1,6 +1,7 @@
 package ginsse
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -59,7 +60,7 @@ type LagHistogram struct {
 }
 
 func (h *lagHistogram) snapshot() LagHistogram {
-	out := LagHistogram{Bounds: lagBounds[:], Counts: make([]int64, len(h.counts))}
+	out := LagHistogram{Bounds: slices.Clone(lagBounds[:]), Counts: make([]int64, len(h.counts))}
 	for i := range h.counts {
 		out.Counts[i] = h.counts[i].Load()
 		out.Count += out.Counts[i]

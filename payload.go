@@ -62,12 +62,15 @@ func decodePayload(raw string) event {
 		Type  *string         `json:"type"`
 		ID    json.RawMessage `json:"id"`
 		Retry *json.Number    `json:"retry"`
-		T     int64           `json:"t"`
+		T     json.RawMessage `json:"t"`
 	}
 	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal([]byte(raw), &m) != nil || m.Data == nil {
 		return plain
 	}
-	e := event{retry: -1, at: m.T}
+	// "t" is ours (Options.StampTime); from another publisher it may be
+	// anything, which only leaves the event out of the delivery lag.
+	at, _ := strconv.ParseInt(string(m.T), 10, 64)
+	e := event{retry: -1, at: at}
 	if m.Type != nil {
 		e.typ = *m.Type
 	}
