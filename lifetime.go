@@ -15,6 +15,7 @@ type lifetime struct {
 	rotateAt time.Time // zero: no MaxStreamAge
 	dl       *deadline // nil: none
 	noMore   bool      // a refresh failed: the stream ends at ExpiresAt
+	askAfter time.Time // Refresh is asked at most once per Timeout
 	answer   chan refreshAnswer
 	cancel   context.CancelFunc
 }
@@ -49,7 +50,13 @@ func (l *lifetime) schedule() {
 	if exp := l.id.ExpiresAt; !exp.IsZero() {
 		ask, why := exp, endExpired
 		if l.s.opts.Refresh != nil && !l.noMore {
-			ask, why = exp.Add(-l.s.opts.Timeout), refreshDue
+			at := exp.Add(-l.s.opts.Timeout)
+			if at.Before(l.askAfter) {
+				at = l.askAfter
+			}
+			if at.Before(exp) {
+				ask, why = at, refreshDue
+			}
 		}
 		if at.IsZero() || ask.Before(at) {
 			at, reason = ask, why
@@ -114,6 +121,9 @@ func (l *lifetime) settle(a refreshAnswer) string {
 	default:
 		l.id.ExpiresAt = a.at
 		l.s.refreshes.Add(1)
+		// An answer that extends the stream by little must not have
+		// Refresh asked again at once, in a loop.
+		l.askAfter = time.Now().Add(l.s.opts.Timeout)
 	}
 	if l.noMore && !time.Now().Before(l.id.ExpiresAt) {
 		return endExpired
@@ -122,14 +132,20 @@ func (l *lifetime) settle(a refreshAnswer) string {
 	return ""
 }
 
-// stop releases the deadline and waits for a refresh in flight, which it
-// cancels: the stream's goroutines end with it.
+// stop releases the deadline and cancels a refresh in flight, waiting up
+// to Options.Timeout for it to return: a Refresh that ignores its context
+// must not keep the stream, and what it holds, open. Its goroutine ends
+// when it returns, its answer buffered.
 func (l *lifetime) stop() {
 	if l.dl != nil {
 		l.s.ends.remove(l.dl)
 	}
 	if l.answer != nil {
 		l.cancel()
-		<-l.answer
+		select {
+		case <-l.answer:
+		case <-time.After(l.s.opts.Timeout):
+			l.s.log.Warn("ginsse: Options.Refresh ignored its cancelled context", "user", l.id.User)
+		}
 	}
 }

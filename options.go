@@ -97,8 +97,10 @@ type Options struct {
 	// ExpiresAt — from a session store, say. The stream goes on while it
 	// runs. An error, a time no later than the ExpiresAt it had, or no
 	// answer within Timeout ends the stream at that ExpiresAt as if there
-	// were no Refresh: with a retry hint, back through the guard. Refresh
-	// must honour its context; a stream that ends cancels it and waits.
+	// were no Refresh: with a retry hint, back through the guard. It is
+	// asked at most once per Timeout, however little an answer extends the
+	// stream. Refresh must honour its context: a stream that ends cancels
+	// it and waits for it at most Timeout.
 	Refresh func(ctx context.Context, id Identity) (time.Time, error)
 
 	// StampTime, without History, adds the time of each Publish to the

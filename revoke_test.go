@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,4 +311,50 @@ func TestRefreshWithoutAnAnswerEndsTheStreamAtExpiry(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, ts.Sender.Stats().Expired)
 	assert.Zero(t, ts.Sender.Stats().Refreshes)
+}
+
+// A Refresh whose answers extend the stream by a little is asked at most
+// once per Timeout, not again as soon as it answered.
+func TestRefreshIsAskedAtMostOncePerTimeout(t *testing.T) {
+	var calls atomic.Int64
+	opts := withOpts(quickRetry, func(o *ginsse.Options) {
+		o.Timeout = 100 * time.Millisecond
+		o.Refresh = func(ctx context.Context, id ginsse.Identity) (time.Time, error) {
+			calls.Add(1)
+			return time.Now().Add(110 * time.Millisecond), nil // asks again 10 ms on
+		}
+	})
+	guard := func(c *gin.Context) {
+		ginsse.SetIdentity(c, ginsse.Identity{User: "42", ExpiresAt: time.Now().Add(200 * time.Millisecond)})
+	}
+	ts := newTestServer(t, opts, guard)
+	start := time.Now()
+	c := openStream(t, ts.URL+"/stream")
+	assert.False(t, c.ended(600*time.Millisecond), "each answer extends the stream")
+	elapsed := time.Since(start)
+	c.close()
+	assert.Positive(t, calls.Load())
+	assert.LessOrEqual(t, calls.Load(), int64(elapsed/(100*time.Millisecond))+1, "in %v", elapsed)
+}
+
+// A Refresh that ignores its cancelled context does not keep an ended
+// stream holding its subscription: the stream lets go after Timeout.
+func TestRefreshIgnoringItsContextDoesNotHoldTheStream(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	opts := withOpts(quickRetry, func(o *ginsse.Options) {
+		o.Timeout = 100 * time.Millisecond
+		o.Refresh = func(ctx context.Context, id ginsse.Identity) (time.Time, error) {
+			<-release
+			return time.Time{}, errors.New("late")
+		}
+	})
+	guard := func(c *gin.Context) {
+		ginsse.SetIdentity(c, ginsse.Identity{User: "42", ExpiresAt: time.Now().Add(300 * time.Millisecond)})
+	}
+	ts := newTestServer(t, opts, guard)
+	c := openStream(t, ts.URL+"/stream")
+	require.True(t, c.ended(5*time.Second))
+	require.Eventually(t, func() bool { return ts.Sender.Stats().Streams == 0 },
+		5*time.Second, 10*time.Millisecond, "the ended stream still holds its place")
 }
