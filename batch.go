@@ -194,23 +194,15 @@ func (b *batcher) pipeline(ctx context.Context, batch []*publishReq, eval bool) 
 // history (by its SHA, or whole when eval), else PUBLISH or SPUBLISH.
 func (b *batcher) command(ctx context.Context, r *publishReq, eval bool) redis.Cmder {
 	s := b.s
-	var args []any
-	keyPos := int8(1)
-	switch {
-	case s.opts.History > 0:
-		name, body := "evalsha", publishScript.Hash()
-		if eval {
-			name, body = "eval", publishSource
-		}
-		args = append([]any{name, body, 1, historyKey(r.channel)}, s.historyArgs(r.channel, r.payload)...)
-		keyPos = 3
-	case s.opts.Sharded:
-		args = []any{"spublish", r.channel, r.payload}
-	default:
-		args = []any{"publish", r.channel, r.payload}
+	if s.opts.History > 0 {
+		return s.historyCmd(ctx, eval, r.channel, r.payload, s.opts.History, s.opts.HistoryAge)
 	}
-	cmd := redis.NewCmd(ctx, args...)
-	cmd.SetFirstKeyPos(keyPos)
+	pub := "publish"
+	if s.opts.Sharded {
+		pub = "spublish"
+	}
+	cmd := redis.NewCmd(ctx, pub, r.channel, r.payload)
+	cmd.SetFirstKeyPos(1)
 	return noRetry{cmd}
 }
 

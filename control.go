@@ -83,11 +83,7 @@ func (s *Sender) subscribeControl() {
 		return
 	}
 	s.log.Warn("ginsse: control subscription failed; retrying", "err", err)
-	if sh, ok := s.sub.(*shards); ok {
-		sh.reroute(names, "")
-	} else {
-		s.retrySubscribe(names)
-	}
+	s.subscribeLater(names)
 }
 
 // push queues an item from the subscription's reading loop; it never
@@ -194,13 +190,5 @@ func (c *control) apply(cmd *command) {
 // script run that go-redis never retries: after a lost reply the command
 // may have been applied, and the caller decides whether to send it again.
 func (c *control) send(ctx context.Context, payload []byte) error {
-	s := c.s
-	pub := "PUBLISH"
-	if s.opts.Sharded {
-		pub = "SPUBLISH"
-	}
-	args := []any{"eval", publishSource, 1, historyKey(c.name), payload, c.name, controlKeep, controlAge.Milliseconds(), pub}
-	cmd := redis.NewCmd(ctx, args...)
-	cmd.SetFirstKeyPos(3)
-	return s.client.Process(ctx, noRetry{cmd})
+	return c.s.client.Process(ctx, c.s.historyCmd(ctx, true, c.name, payload, controlKeep, controlAge))
 }

@@ -132,11 +132,18 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) {
 	if err := s.sub.subscribe(ctx, names); err != nil {
 		s.hub.unsent(names)
 		s.log.Warn("ginsse: subscribe failed; streams wait for Redis", "channels", names, "err", err)
-		if sh, ok := s.sub.(*shards); ok {
-			s.goOwned(func() { sh.reroute(names, "") })
-		} else {
-			s.goOwned(func() { s.retrySubscribe(names) })
-		}
+		s.subscribeLater(names)
+	}
+}
+
+// subscribeLater sends a SUBSCRIBE that failed again, in a goroutine of
+// the Sender's: on its shard's connection with sharded pub/sub, else on
+// the one connection (see retrySubscribe).
+func (s *Sender) subscribeLater(names []string) {
+	if sh, ok := s.sub.(*shards); ok {
+		s.goOwned(func() { sh.reroute(names, "") })
+	} else {
+		s.goOwned(func() { s.retrySubscribe(names) })
 	}
 }
 

@@ -113,13 +113,20 @@ redis.call(ARGV[5], ARGV[2], string.sub(ARGV[1], 1, -2) .. ',"id":"' .. id .. '"
 return id
 `
 
-// historyArgs are publishScript's arguments for one event.
-func (s *Sender) historyArgs(channel string, payload []byte) []any {
-	cmd := "PUBLISH"
-	if s.opts.Sharded {
-		cmd = "SPUBLISH"
+// historyCmd is the command that runs publishScript for one payload on
+// channel, keeping keep entries for at most age: by the script's SHA, or
+// whole when eval. go-redis never retries it (see noRetry).
+func (s *Sender) historyCmd(ctx context.Context, eval bool, channel string, payload []byte, keep int, age time.Duration) redis.Cmder {
+	name, body, pub := "evalsha", publishScript.Hash(), "PUBLISH"
+	if eval {
+		name, body = "eval", publishSource
 	}
-	return []any{payload, channel, s.opts.History, s.opts.HistoryAge.Milliseconds(), cmd}
+	if s.opts.Sharded {
+		pub = "SPUBLISH"
+	}
+	cmd := redis.NewCmd(ctx, name, body, 1, historyKey(channel), payload, channel, keep, age.Milliseconds(), pub)
+	cmd.SetFirstKeyPos(3)
+	return noRetry{cmd}
 }
 
 // replayPage is how many history entries one round trip reads.
