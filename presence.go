@@ -240,10 +240,7 @@ func (p *presence) flush(changed map[string][]byte, known bool) (lost bool, even
 // Redis that restarted, or a replica promoted after a failover. A nil
 // reply is no error.
 func evalScript(ctx context.Context, c redis.Scripter, sc *redis.Script, keys []string, args ...any) (any, error) {
-	res, err := sc.EvalSha(ctx, c, keys, args...).Result()
-	if isNoScript(err) {
-		res, err = sc.Eval(ctx, c, keys, args...).Result()
-	}
+	res, err := sc.Run(ctx, c, keys, args...).Result() // EVALSHA, then EVAL on NOSCRIPT
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
