@@ -95,6 +95,13 @@ func historyKey(redisChannel string) string {
 	return "{" + redisChannel + "}:history"
 }
 
+// luaNow sets the local now to Redis's clock in milliseconds. Scripts
+// take the time from Redis, not from the Sender that runs them, so that
+// times written by Senders on different hosts compare.
+const luaNow = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
 // publishScript appends one event to its channel's history and publishes
 // it with the entry's ID, atomically and in one round trip. ARGV[1] is the
 // payload without an id; the published copy gains "id".
@@ -103,8 +110,7 @@ var publishScript = redis.NewScript(publishSource)
 const publishSource = `
 local age = tonumber(ARGV[4])
 if age > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+` + luaNow + `
   redis.call('XTRIM', KEYS[1], 'MINID', now - age)
   redis.call('PEXPIRE', KEYS[1], age)
 end

@@ -3,9 +3,7 @@ package ginsse
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -37,18 +35,22 @@ type presenceEvent struct{ channel, typ, user string }
 // leave on decides the events of the channels concerned. It returns
 // whether the sign of life was new, then the events, three fields each.
 //
-// KEYS[1] the presence hash tag. ARGV: 1 Sender id, 2 now (ms), 3 TTL
-// (ms), 4 grace (ms), 5 keep (ms), 6 join and leave ("1"), 7 the number
-// of rosters, then each roster's channel and roster ("": none).
-var presenceScript = redis.NewScript(`
+// A Sender's sign of life is the time, by Redis's clock, until which it
+// counts as alive: now plus its own TTL, so that Senders configured with
+// different TTLs judge each other by the TTL each gave.
+//
+// KEYS[1] the presence hash tag. ARGV: 1 Sender id, 2 TTL (ms), 3 grace
+// (ms), 4 keep (ms), 5 join and leave ("1"), 6 the number of rosters,
+// then each roster's channel and roster ("": none).
+var presenceScript = redis.NewScript(luaNow + `
 local tag = KEYS[1]
-local id, now, ttl, grace, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local join, n = ARGV[6] == '1', tonumber(ARGV[7])
+local id, ttl, grace, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local join, n = ARGV[5] == '1', tonumber(ARGV[6])
 local alive, mine, due = tag .. ':alive', tag .. ':r:' .. id, tag .. ':due'
-local isNew = redis.call('ZADD', alive, now, id)
+local isNew = redis.call('ZADD', alive, now + ttl, id)
 redis.call('PEXPIRE', alive, keep)
 local recheck, set, del = {}, {}, {}
-for i = 8, 7 + 2 * n, 2 do
+for i = 7, 6 + 2 * n, 2 do
   local name, r = ARGV[i], ARGV[i + 1]
   if r == '' then
     table.insert(del, name)
@@ -61,7 +63,7 @@ end
 for i = 1, #set, 1000 do redis.call('HSET', mine, unpack(set, i, math.min(i + 999, #set))) end
 for i = 1, #del, 1000 do redis.call('HDEL', mine, unpack(del, i, math.min(i + 999, #del))) end
 redis.call('PEXPIRE', mine, keep)
-for _, d in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. (now - ttl))) do
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. now)) do
   if join then
     for _, name in ipairs(redis.call('HKEYS', tag .. ':r:' .. d)) do recheck[name] = true end
   end
@@ -123,12 +125,12 @@ return out
 `)
 
 // withdrawScript takes a closing Sender's rosters and sign of life out;
-// with join and leave (ARGV[2] is now), its channels are due at once, so
+// with join and leave (ARGV[2] is "1"), its channels are due at once, so
 // that the next run decides its users' leaves.
-var withdrawScript = redis.NewScript(`
+var withdrawScript = redis.NewScript(luaNow + `
 local mine = KEYS[1] .. ':r:' .. ARGV[1]
-if ARGV[2] ~= '' then
-  for _, name in ipairs(redis.call('HKEYS', mine)) do redis.call('ZADD', KEYS[1] .. ':due', ARGV[2], name) end
+if ARGV[2] == '1' then
+  for _, name in ipairs(redis.call('HKEYS', mine)) do redis.call('ZADD', KEYS[1] .. ':due', now, name) end
 end
 redis.call('DEL', mine)
 redis.call('ZREM', KEYS[1] .. ':alive', ARGV[1])
@@ -136,10 +138,10 @@ return 1
 `)
 
 // readScript returns the rosters of a channel (ARGV[1]) of the Senders
-// alive since ARGV[2] (ms).
-var readScript = redis.NewScript(`
+// alive now.
+var readScript = redis.NewScript(luaNow + `
 local out = {}
-for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1] .. ':alive', ARGV[2], '+inf')) do
+for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1] .. ':alive', now, '+inf')) do
   local raw = redis.call('HGET', KEYS[1] .. ':r:' .. l, ARGV[1])
   if raw then table.insert(out, raw) end
 end
@@ -147,11 +149,11 @@ return out
 `)
 
 // statsScript counts the streams and the distinct users on a channel
-// (ARGV[1]) of the Senders alive since ARGV[2] (ms), in Redis, so that
-// only two numbers come back.
-var statsScript = redis.NewScript(`
+// (ARGV[1]) of the Senders alive now, in Redis, so that only two numbers
+// come back.
+var statsScript = redis.NewScript(luaNow + `
 local streams, users, seen = 0, 0, {}
-for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1] .. ':alive', ARGV[2], '+inf')) do
+for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1] .. ':alive', now, '+inf')) do
   local raw = redis.call('HGET', KEYS[1] .. ':r:' .. l, ARGV[1])
   if raw then
     local ok, r = pcall(cjson.decode, raw)
@@ -200,11 +202,11 @@ func (p *presence) publishEvent(e presenceEvent) {
 	}
 }
 
-// withdrawArg is the withdraw script's second argument: now, with join
+// withdrawArg is the withdraw script's second argument: "1" with join
 // and leave on.
 func (p *presence) withdrawArg() string {
 	if !p.s.opts.JoinLeave {
 		return ""
 	}
-	return strconv.FormatInt(time.Now().UnixMilli(), 10)
+	return "1"
 }

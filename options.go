@@ -118,7 +118,8 @@ type Options struct {
 	Presence bool
 
 	// PresenceTTL is how long a Sender that gives no sign of life — it
-	// crashed, or lost Redis — still counts in presence. Default 30s.
+	// crashed, or lost Redis — still counts in presence, by Redis's clock;
+	// each Sender's sign of life carries its own. Default 30s.
 	PresenceTTL time.Duration
 
 	// JoinLeave, with Presence, sends each channel's streams a

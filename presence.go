@@ -210,7 +210,7 @@ func (p *presence) flush(changed map[string][]byte, known bool) (lost bool, even
 	if o.JoinLeave {
 		join = 1
 	}
-	args = append(args, p.id, time.Now().UnixMilli(), o.PresenceTTL.Milliseconds(), o.PresenceGrace.Milliseconds(),
+	args = append(args, p.id, o.PresenceTTL.Milliseconds(), o.PresenceGrace.Milliseconds(),
 		presenceKeep.Milliseconds(), join, len(changed))
 	for name, b := range changed {
 		args = append(args, name, b)

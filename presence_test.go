@@ -134,3 +134,25 @@ func TestRealClusterPresenceAndJoinLeave(t *testing.T) {
 	presenceIs(t, a.Sender, "alpha", ginsse.Presence{Channel: "alpha", Users: []string{"ann"}, Streams: 2})
 	assert.Equal(t, []string{`ginsse-leave {"user":"cid"}`}, presenceEvents(watch, 1, 10*time.Second))
 }
+
+// Replicas with different PresenceTTLs, as in a rolling deploy that
+// changes it, count each other by the TTL each gave: the short-TTL replica
+// does not drop the long-TTL one, which signs of life less often.
+func TestPresenceAcrossReplicasWithDifferentTTLs(t *testing.T) {
+	t.Parallel()
+	addr := miniredis.RunT(t).Addr()
+	short := newTestServer(t, withOpts(presenceOpts, func(o *ginsse.Options) { o.Addr = addr }), identityFromQuery)
+	long := newTestServer(t, withOpts(presenceOpts, func(o *ginsse.Options) {
+		o.Addr, o.PresenceTTL = addr, 30*time.Second // a sign of life every 10 s
+	}), identityFromQuery)
+	openStream(t, long.URL+"/stream?user=bob&channel=room")
+	bob := ginsse.Presence{Channel: "room", Users: []string{"bob"}, Streams: 1}
+	presenceIs(t, short.Sender, "room", bob)
+	// Past the short TTL, with the short replica writing every second
+	// meanwhile (its own stream keeps it busy), bob is still there.
+	openStream(t, short.URL+"/stream?channel=hall")
+	time.Sleep(4 * time.Second) // real time: the TTLs are what is tested
+	got, err := short.Sender.Presence(context.Background(), "room")
+	require.NoError(t, err)
+	assert.Equal(t, bob, got)
+}

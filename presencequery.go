@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -24,15 +23,15 @@ type Presence struct {
 // Presence returns who is on channel across every Sender with
 // Options.Presence on that shares the Redis: correct within about a
 // second of a stream opening or closing, and without the Senders that
-// gave no sign of life for Options.PresenceTTL (crashed, or cut off from
-// Redis). It costs one round trip, whatever the number of streams. It
+// gave no sign of life for their Options.PresenceTTL (crashed, or cut off
+// from Redis), timed by Redis's clock. It costs one round trip, whatever the number of streams. It
 // returns an error wrapping ErrInvalidChannel for an invalid channel, and
 // ErrUnavailable when Redis cannot answer within Options.Timeout.
 //
 // It is a Go API, not a route: serve it behind the same guard as the
 // stream, so that a page sees only the presence of a channel it may read.
 func (s *Sender) Presence(ctx context.Context, channel string) (Presence, error) {
-	res, err := s.presenceScript(ctx, readScript, channel)
+	res, err := s.queryPresence(ctx, readScript, channel)
 	if err != nil {
 		return Presence{}, err
 	}
@@ -57,7 +56,7 @@ func (s *Sender) Presence(ctx context.Context, channel string) (Presence, error)
 // users among them, as Presence counts them. Redis counts them, so only
 // the two numbers travel, however many users the channel has.
 func (s *Sender) PresenceStats(ctx context.Context, channel string) (streams, users int, err error) {
-	res, err := s.presenceScript(ctx, statsScript, channel)
+	res, err := s.queryPresence(ctx, statsScript, channel)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -69,16 +68,14 @@ func (s *Sender) PresenceStats(ctx context.Context, channel string) (streams, us
 	return 0, 0, nil
 }
 
-// presenceScript runs a read-only presence script for channel, with the
-// time before which a Sender's sign of life is too old.
-func (s *Sender) presenceScript(ctx context.Context, sc *redis.Script, channel string) (any, error) {
+// queryPresence runs a read-only presence script for channel.
+func (s *Sender) queryPresence(ctx context.Context, sc *redis.Script, channel string) (any, error) {
 	if err := validateChannel(channel); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	since := time.Now().Add(-s.opts.PresenceTTL).UnixMilli()
-	res, err := evalScript(ctx, s.client, sc, []string{presenceTag(s.opts.Prefix)}, s.opts.Prefix+channel, since)
+	res, err := evalScript(ctx, s.client, sc, []string{presenceTag(s.opts.Prefix)}, s.opts.Prefix+channel)
 	if err != nil {
 		return nil, fmt.Errorf("%w: presence of %q: %w", ErrUnavailable, channel, err)
 	}
