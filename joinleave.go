@@ -2,7 +2,7 @@ package ginsse
 
 import (
 	"context"
-	"encoding/json"
+	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -192,12 +192,10 @@ func (p *presence) announce(events []presenceEvent) {
 	wg.Wait()
 }
 
+// publishEvent publishes e as Publish does, counted and stamped alike.
 func (p *presence) publishEvent(e presenceEvent) {
-	user, _ := json.Marshal(map[string]string{"user": e.user})
-	payload, _ := json.Marshal(payload{Type: e.typ, Data: user})
-	ctx, cancel := context.WithTimeout(context.Background(), p.s.opts.Timeout)
-	defer cancel()
-	if err := p.s.batch.publish(ctx, e.channel, payload); err != nil {
+	channel := Channel(strings.TrimPrefix(e.channel, p.s.opts.Prefix))
+	if err := p.s.Publish(context.Background(), e.typ, map[string]string{"user": e.user}, channel); err != nil {
 		p.s.log.Warn("ginsse: presence event lost", "event", e.typ, "user", e.user, "err", err)
 	}
 }
