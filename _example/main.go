@@ -211,6 +211,13 @@ func newRouter(sender *ginsse.Sender, rv *revocations, adminToken string, stream
 // underscores, dots and hyphens.
 var userName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
+// userRule is the error for a user that is not a userName.
+const userRule = "user must be 1-64 letters, digits, '_', '.' or '-'"
+
+// maxData bounds the data /send takes from a client: each event is kept in
+// the history and written to every stream of its channel.
+const maxData = 64 << 10
+
 // identify attaches the stream's user — the cookie "user", else the query
 // parameter "user"; none is anonymous — and, with a ttl, when its
 // identity expires. A user that is not a userName answers 400.
@@ -221,7 +228,7 @@ func identify(ttl time.Duration) gin.HandlerFunc {
 			user = c.Query("user")
 		}
 		if user != "" && !userName.MatchString(user) {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "user must be 1-64 letters, digits, '_', '.' or '-'"})
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": userRule})
 			return
 		}
 		id := ginsse.Identity{User: user}
@@ -255,8 +262,13 @@ func guardFirehose(token string) gin.HandlerFunc {
 }
 
 // send publishes the form's event: 202 once published, 400 for invalid
-// input, 503 when Redis is unreachable.
+// input (data over 64 KiB included), 503 when Redis is unreachable.
 func send(c *gin.Context) {
+	data := c.PostForm("data")
+	if len(data) > maxData {
+		c.JSON(http.StatusBadRequest, gin.H{"error": fmt.Sprintf("data is %d bytes; at most %d", len(data), maxData)})
+		return
+	}
 	opts := []ginsse.SendOption{ginsse.Channel(c.DefaultPostForm("channel", "sse"))}
 	if id := c.PostForm("id"); id != "" {
 		opts = append(opts, ginsse.ID(id))
@@ -269,15 +281,21 @@ func send(c *gin.Context) {
 		}
 		opts = append(opts, ginsse.Retry(time.Duration(ms)*time.Millisecond))
 	}
-	err := ginsse.Send(c, c.PostForm("event"), c.PostForm("data"), opts...)
-	switch {
-	case err == nil:
-		c.JSON(http.StatusAccepted, gin.H{"status": "published"})
-	case errors.Is(err, ginsse.ErrInvalidChannel), errors.Is(err, ginsse.ErrInvalidEvent):
-		c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
-	case errors.Is(err, ginsse.ErrUnavailable), errors.Is(err, ginsse.ErrClosed):
-		c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
-	default:
-		c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+	if err := ginsse.Send(c, c.PostForm("event"), data, opts...); err != nil {
+		c.JSON(errorStatus(err), gin.H{"error": err.Error()})
+		return
 	}
+	c.JSON(http.StatusAccepted, gin.H{"status": "published"})
+}
+
+// errorStatus is the answer to a ginsse error: 400 for input it refused,
+// 503 when Redis is unreachable or the Sender closed, else 500.
+func errorStatus(err error) int {
+	switch {
+	case errors.Is(err, ginsse.ErrInvalidChannel), errors.Is(err, ginsse.ErrInvalidEvent), errors.Is(err, ginsse.ErrInvalidSelector):
+		return http.StatusBadRequest
+	case errors.Is(err, ginsse.ErrUnavailable), errors.Is(err, ginsse.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }

@@ -141,6 +141,7 @@ func TestSendRefusesInvalidInput(t *testing.T) {
 		{"retry": {"-5"}},
 		{"retry": {"soon"}},
 		{"id": {"7"}}, // ids are history positions while history is on
+		{"data": {strings.Repeat("x", maxData+1)}},
 	} {
 		status, body := post(t, srv, form)
 		assert.Equal(t, http.StatusBadRequest, status, "form %v", form)

@@ -23,13 +23,10 @@ func presence(sender *ginsse.Sender) gin.HandlerFunc {
 			return
 		}
 		p, err := sender.Presence(c.Request.Context(), chans[0])
-		switch {
-		case err == nil:
-			c.JSON(http.StatusOK, gin.H{"channel": p.Channel, "users": p.Users, "streams": p.Streams})
-		case errors.Is(err, ginsse.ErrInvalidChannel):
-			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
-		default:
-			c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
+		if err != nil {
+			c.JSON(errorStatus(err), gin.H{"error": err.Error()})
+			return
 		}
+		c.JSON(http.StatusOK, gin.H{"channel": p.Channel, "users": p.Users, "streams": p.Streams})
 	}
 }

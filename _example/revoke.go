@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -63,7 +62,7 @@ func (rv *revocations) guard(c *gin.Context) {
 		c.Next()
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
 	refused, err := rv.refused(ctx, id.User, chans)
 	switch {
@@ -76,6 +75,9 @@ func (rv *revocations) guard(c *gin.Context) {
 	c.Next()
 }
 
+// storeTimeout bounds a request's calls to Redis for revocations.
+const storeTimeout = 2 * time.Second
+
 // revokeForm is what POST /revoke and POST /grant take.
 type revokeForm struct {
 	user, channel string
@@ -85,7 +87,7 @@ type revokeForm struct {
 func parseRevokeForm(c *gin.Context) (revokeForm, string) {
 	f := revokeForm{user: c.PostForm("user"), channel: c.PostForm("channel")}
 	if !userName.MatchString(f.user) {
-		return f, "user is required: 1-64 letters, digits, '_', '.' or '-'"
+		return f, "user is required: " + userRule
 	}
 	switch c.PostForm("reconnect") {
 	case "", "true":
@@ -115,13 +117,15 @@ func revokeHandler(sender *ginsse.Sender, rv *revocations) gin.HandlerFunc {
 			c.JSON(http.StatusBadRequest, gin.H{"error": msg})
 			return
 		}
+		ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+		defer cancel()
 		sel := ginsse.User(f.user)
 		if f.channel != "" {
 			sel = sel.InChannel(f.channel)
 		}
 		// Stored first, so that the browser the Disconnect sends back
 		// already meets the 403.
-		if err := rv.revoke(c.Request.Context(), f.user, f.channel); err != nil {
+		if err := rv.revoke(ctx, f.user, f.channel); err != nil {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"error": "store the revocation: " + err.Error()})
 			return
 		}
@@ -129,17 +133,11 @@ func revokeHandler(sender *ginsse.Sender, rv *revocations) gin.HandlerFunc {
 		if f.final {
 			opts = append(opts, ginsse.NoReconnect())
 		}
-		err := sender.Disconnect(c.Request.Context(), sel, opts...)
-		switch {
-		case err == nil:
-			c.JSON(http.StatusAccepted, gin.H{"status": "revoked", "user": f.user, "channel": f.channel})
-		case errors.Is(err, ginsse.ErrInvalidSelector):
-			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
-		case errors.Is(err, ginsse.ErrUnavailable), errors.Is(err, ginsse.ErrClosed):
-			c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
-		default:
-			c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+		if err := sender.Disconnect(ctx, sel, opts...); err != nil {
+			c.JSON(errorStatus(err), gin.H{"error": err.Error()})
+			return
 		}
+		c.JSON(http.StatusAccepted, gin.H{"status": "revoked", "user": f.user, "channel": f.channel})
 	}
 }
 
@@ -152,7 +150,9 @@ func grantHandler(rv *revocations) gin.HandlerFunc {
 			c.JSON(http.StatusBadRequest, gin.H{"error": msg})
 			return
 		}
-		if err := rv.grant(c.Request.Context(), f.user, f.channel); err != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+		defer cancel()
+		if err := rv.grant(ctx, f.user, f.channel); err != nil {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
 			return
 		}

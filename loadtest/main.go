@@ -120,7 +120,7 @@ func main() {
 		strict    = flag.Bool("strict", false, "with -chaos: fail when a stream lost, repeated or got a gap for an event Redis held")
 		lifecycle = flag.Bool("lifecycle", false, "what Disconnect of a user, of a channel, and a mass expiry cost the other streams' latency")
 		rotate    = flag.Bool("rotate", false, "how -max-stream-age spreads streams over a replica started later")
-		phase     = flag.Duration("phase", 10*time.Second, "with -lifecycle: length of each phase")
+		phase     = flag.Duration("phase", 10*time.Second, "with -lifecycle: length of each phase; with -presence-query: how long queries run")
 		settle    = flag.Duration("settle", 60*time.Second, "with -lifecycle: time the streams have to connect before the phases start")
 		maxAge    = flag.Duration("max-stream-age", 0, "the ginsse server's MaxStreamAge (with -serve and -rotate)")
 		presence  = flag.Bool("presence", false, "the ginsse servers keep presence (with -serve, -storm and -cold)")
