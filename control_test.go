@@ -48,7 +48,7 @@ func TestControlAppliesEachCommandOnce(t *testing.T) {
 			switch r := rng.IntN(20); {
 			case r < 8: // a command, live if the subscription is up
 				user := "u" + strconv.Itoa(sent)
-				rc := &reach{id: Identity{User: user}, end: make(chan struct{})}
+				rc := &reach{id: Identity{User: user}, st: newStream()}
 				s.reach.add(rc)
 				first = append(first, rc)
 				payload, _ := json.Marshal(command{Selector: User(user)})
@@ -76,12 +76,12 @@ func TestControlAppliesEachCommandOnce(t *testing.T) {
 		c.push(ctlItem{}) // a last confirmation, then the loop's turn
 		c.drain()
 		for k, rc := range first {
-			if !isClosed(rc.end) {
+			if !rc.stopped.Load() {
 				t.Fatalf("seed %d: command %d of %d never applied", seed, k, sent)
 			}
 		}
 		for k, rc := range again {
-			if rc != nil && isClosed(rc.end) {
+			if rc != nil && rc.stopped.Load() {
 				t.Fatalf("seed %d: command %d applied twice", seed, k)
 			}
 		}
@@ -96,8 +96,8 @@ func reopen(s *Sender, first, again []*reach) []*reach {
 		again = append(again, nil)
 	}
 	for k, rc := range first {
-		if again[k] == nil && isClosed(rc.end) {
-			again[k] = &reach{id: rc.id, end: make(chan struct{})}
+		if again[k] == nil && rc.stopped.Load() {
+			again[k] = &reach{id: rc.id, st: newStream()}
 			s.reach.add(again[k])
 		}
 	}
@@ -116,7 +116,7 @@ func TestControlIgnoresInvalidCommands(t *testing.T) {
 	s := &Sender{opts: Options{Timeout: time.Second}, client: rdb, quit: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
 	c := newControl(s)
 	s.ctl = c
-	rc := &reach{id: Identity{User: "u1", Tags: []string{"t"}}, chans: []string{"news"}, end: make(chan struct{})}
+	rc := &reach{id: Identity{User: "u1", Tags: []string{"t"}}, chans: []string{"news"}, st: newStream()}
 	s.reach.add(rc)
 	for _, payload := range []string{`{}`, `{"user":"u1","tag":"t"}`, `{"channel":"bad name"}`, `{"future":"selector"}`} {
 		if err := c.send(ctx, []byte(payload)); err != nil {
@@ -125,7 +125,7 @@ func TestControlIgnoresInvalidCommands(t *testing.T) {
 	}
 	c.push(ctlItem{}) // a confirmation: read them back
 	c.drain()
-	if isClosed(rc.end) {
+	if rc.stopped.Load() {
 		t.Fatal("an invalid command ended a stream")
 	}
 	payload, _ := json.Marshal(command{Selector: User("u1")})
@@ -134,7 +134,7 @@ func TestControlIgnoresInvalidCommands(t *testing.T) {
 	}
 	c.push(ctlItem{})
 	c.drain()
-	if !isClosed(rc.end) {
+	if !rc.stopped.Load() {
 		t.Fatal("a valid command after them was not applied")
 	}
 }

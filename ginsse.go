@@ -44,8 +44,9 @@
 // window with its own cursor: a stream that falls further behind than
 // Options.QueueSize is closed, and its browser reconnects, so one slow
 // client never holds up the others. Each stream is served by its own
-// request goroutine, which waits on its wake-up signal, one heartbeat
-// clock shared by all streams, and the request's context.
+// request goroutine, which waits on two channels: its wake-up signal,
+// which also brings its heartbeats, commands and Close, and the request's
+// context.
 //
 // The stream route answers non-200 only for what no retry can fix (an
 // invalid channel, a guard's refusal), because a browser's EventSource

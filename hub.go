@@ -288,10 +288,27 @@ func (m *member) join(w *window) {
 type stream struct {
 	wake    chan struct{} // holds a token when something changed
 	members []member
+	// signals holds what woke the stream besides its channels: a
+	// heartbeat or a command. They share the wake channel because an idle
+	// stream holds a runtime record per channel it waits on, tens of
+	// thousands of times over.
+	signals atomic.Uint32
 }
+
+// The signals a stream takes from its wake channel.
+const (
+	sigBeat   uint32 = 1 << iota // a heartbeat is due
+	sigRevoke                    // a command ended the stream
+)
 
 func newStream() *stream {
 	return &stream{wake: make(chan struct{}, 1)}
+}
+
+// raise records sig and wakes the stream.
+func (st *stream) raise(sig uint32) {
+	st.signals.Or(sig)
+	st.notify()
 }
 
 // notify wakes the stream without blocking; a token already waiting

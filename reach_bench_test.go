@@ -11,7 +11,7 @@ func BenchmarkCommandScan(b *testing.B) {
 	var rs reaches
 	for i := range 15000 {
 		rs.add(&reach{id: Identity{User: "u" + strconv.Itoa(i), Tags: []string{"tenant-" + strconv.Itoa(i%50)}},
-			chans: []string{"user-" + strconv.Itoa(i), "news"}, end: make(chan struct{})})
+			chans: []string{"user-" + strconv.Itoa(i), "news"}, st: newStream()})
 	}
 	cmd := &command{Selector: User("nobody").InChannel("news")}
 	b.ReportAllocs()

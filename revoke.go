@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Selector picks the open streams a Disconnect ends, on every replica: a
@@ -127,20 +128,21 @@ type command struct {
 }
 
 // reach is what a Sender knows of one open stream so that a command can
-// find and end it. end is closed once, when the first command picks it.
+// find it, end it, or wake it for a heartbeat or Close.
 type reach struct {
-	id    Identity
-	chans []string
-	end   chan struct{}
-	once  sync.Once
-	final bool // the command that ended it said NoReconnect
+	id      Identity
+	chans   []string
+	st      *stream
+	stopped atomic.Bool // a command picked it
+	final   bool        // the command that ended it said NoReconnect; set before sigRevoke
 }
 
+// stop ends the stream once, for the first command that picks it.
 func (r *reach) stop(final bool) {
-	r.once.Do(func() {
+	if r.stopped.CompareAndSwap(false, true) {
 		r.final = final
-		close(r.end)
-	})
+		r.st.raise(sigRevoke)
+	}
 }
 
 // reaches is the registry of a Sender's open streams that commands scan.
@@ -164,6 +166,15 @@ func (rs *reaches) remove(r *reach) {
 	rs.mu.Lock()
 	delete(rs.m, r)
 	rs.mu.Unlock()
+}
+
+// raise wakes every stream with sig.
+func (rs *reaches) raise(sig uint32) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for r := range rs.m {
+		r.st.raise(sig)
+	}
 }
 
 // apply ends the streams cmd picks and returns how many.

@@ -26,7 +26,6 @@ type Sender struct {
 	sub        subscriber
 	batch      *batcher
 	hub        *hub
-	beat       *clock
 	ends       *deadlines // streams' expiry and rotation
 	ctl        *control   // Disconnect commands
 	reach      reaches    // open streams, for commands
@@ -95,7 +94,6 @@ func New(opts Options) (*Sender, error) {
 		s.goOwned(s.pres.run)
 	}
 	if o.Heartbeat > 0 {
-		s.beat = newClock()
 		s.goOwned(func() { s.tick(o.Heartbeat) })
 	}
 	return s, nil
@@ -131,6 +129,7 @@ func (s *Sender) Close() error {
 		s.spawnMu.Lock()
 		close(s.quit)
 		s.spawnMu.Unlock()
+		s.reach.raise(0) // each stream sees quit when it wakes
 		err = s.sub.close()
 		s.wg.Wait()
 		if s.ownsClient {

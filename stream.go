@@ -57,16 +57,18 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	}
 	ctx := c.Request.Context()
 	id, _ := IdentityOf(c)
+	st := newStream()
 	// Known to commands before it subscribes: a Disconnect from now on
-	// ends it, even while it waits for Redis.
-	r := &reach{id: id, chans: chans, end: make(chan struct{})}
+	// ends it, even while it waits for Redis. Close wakes every stream it
+	// knows, and follow checks quit at its first wake-up, so one known
+	// only after Close woke the others ends too.
+	r := &reach{id: id, chans: chans, st: st}
 	s.reach.add(r)
 	defer s.reach.remove(r)
 	if s.pres != nil {
 		s.pres.join(names, id.User)
 		defer s.pres.leave(names, id.User)
 	}
-	st := newStream()
 	s.subscribe(st, names)
 	defer s.unsubscribe(st)
 	if !s.confirmed(ctx, st) {
@@ -97,54 +99,60 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 
 // follow writes the stream until its client goes, the Sender closes, or
 // the server ends it; it returns why the server did, or "".
-func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime, r *reach) (reason string) {
-	ctx, st := c.Request.Context(), d.st
-	revoked := r.end
+//
+// An idle stream waits on as few channels as it can: its wake channel,
+// which also carries heartbeats, commands and Close, and its request's
+// end; a deadline or a pending end adds one while it lasts.
+func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime, r *reach) string {
+	ctx, st, out := c.Request.Context(), d.st, c.Writer
 	// A stream the server ends before it settled has given its client no
 	// id to resume from: it ends once settled, or after Timeout.
 	var pending string
 	var settle <-chan time.Time
-	c.Stream(func(out io.Writer) bool {
+	for {
 		why := ""
 		select {
 		case <-st.wake:
-			if !d.step(out) {
-				return false
+			if s.closed() {
+				d.write(out, s.retryHint())
+				out.Flush()
+				return ""
+			}
+			sig := st.signals.Swap(0)
+			if !d.step(out) || sig&sigBeat != 0 && !d.write(out, heartbeatFrame) {
+				return ""
 			}
 			if pending != "" && d.idSent {
 				why = pending
 			}
-		case <-s.beat.wait():
-			return d.write(out, heartbeatFrame)
-		case <-s.quit:
-			d.write(out, s.retryHint())
-			return false
+			if sig&sigRevoke != 0 {
+				why = endRevoked
+			}
 		case <-life.due():
 			why = life.passed()
 		case a := <-life.refreshed():
 			why = life.settle(a)
-		case <-revoked:
-			revoked, why = nil, endRevoked
 		case <-settle:
 			why = pending
 		case <-ctx.Done():
-			return false
+			return ""
 		}
 		if why == "" {
-			return true
+			out.Flush()
+			continue
 		}
 		if !d.idSent && settle == nil {
 			pending, settle = why, time.After(s.opts.Timeout)
-			return true
+			out.Flush()
+			continue
 		}
-		reason = why
-		if reason == endRevoked && r.final {
+		if why == endRevoked && r.final {
 			d.write(out, disconnectFrame)
 		}
 		d.write(out, s.retryHint())
-		return false
-	})
-	return reason
+		out.Flush()
+		return why
+	}
 }
 
 // endedOnPurpose counts and logs a stream the server ended for reason.
