@@ -76,12 +76,12 @@ func TestControlAppliesEachCommandOnce(t *testing.T) {
 		c.push(ctlItem{}) // a last confirmation, then the loop's turn
 		c.drain()
 		for k, rc := range first {
-			if !rc.stopped.Load() {
+			if !revokeRaised(rc) {
 				t.Fatalf("seed %d: command %d of %d never applied", seed, k, sent)
 			}
 		}
 		for k, rc := range again {
-			if rc != nil && rc.stopped.Load() {
+			if rc != nil && revokeRaised(rc) {
 				t.Fatalf("seed %d: command %d applied twice", seed, k)
 			}
 		}
@@ -125,7 +125,7 @@ func TestControlIgnoresInvalidCommands(t *testing.T) {
 	}
 	c.push(ctlItem{}) // a confirmation: read them back
 	c.drain()
-	if rc.stopped.Load() {
+	if revokeRaised(rc) {
 		t.Fatal("an invalid command ended a stream")
 	}
 	payload, _ := json.Marshal(command{Selector: User("u1")})
@@ -134,7 +134,7 @@ func TestControlIgnoresInvalidCommands(t *testing.T) {
 	}
 	c.push(ctlItem{})
 	c.drain()
-	if !rc.stopped.Load() {
+	if !revokeRaised(rc) {
 		t.Fatal("a valid command after them was not applied")
 	}
 }

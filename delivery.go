@@ -7,7 +7,7 @@ import (
 )
 
 // maxBatch bounds how many frames one step writes before it flushes
-// (c.Stream flushes after each step) and lets the others have a turn.
+// (follow flushes after each wake-up) and lets the others have a turn.
 const maxBatch = 64
 
 // phase is what a stream is doing in one of its channels.
@@ -98,7 +98,9 @@ func (d *delivery) step(out io.Writer) bool {
 			return false
 		}
 	}
-	d.s.delivered.Add(int64(maxBatch - budget))
+	if n := maxBatch - budget; n > 0 {
+		d.s.delivered.Add(int64(n)) // a heartbeat's step, on every stream at once, adds nothing
+	}
 	if more {
 		d.st.notify()
 	}

@@ -8,12 +8,13 @@ import "time"
 func (s *Sender) tick(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var woken []*stream
 	for {
 		select {
 		case <-s.quit:
 			return
 		case <-t.C:
-			s.reach.raise(sigBeat)
+			woken = s.reach.raise(sigBeat, woken)
 		}
 	}
 }

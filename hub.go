@@ -299,6 +299,7 @@ type stream struct {
 const (
 	sigBeat   uint32 = 1 << iota // a heartbeat is due
 	sigRevoke                    // a command ended the stream
+	sigFinal                     // with sigRevoke: the command said NoReconnect
 )
 
 func newStream() *stream {

@@ -134,14 +134,17 @@ type reach struct {
 	chans   []string
 	st      *stream
 	stopped atomic.Bool // a command picked it
-	final   bool        // the command that ended it said NoReconnect; set before sigRevoke
 }
 
-// stop ends the stream once, for the first command that picks it.
+// stop ends the stream once, for the first command that picks it; final
+// is the command's NoReconnect.
 func (r *reach) stop(final bool) {
 	if r.stopped.CompareAndSwap(false, true) {
-		r.final = final
-		r.st.raise(sigRevoke)
+		sig := sigRevoke
+		if final {
+			sig |= sigFinal
+		}
+		r.st.raise(sig)
 	}
 }
 
@@ -168,13 +171,24 @@ func (rs *reaches) remove(r *reach) {
 	rs.mu.Unlock()
 }
 
-// raise wakes every stream with sig.
-func (rs *reaches) raise(sig uint32) {
+// raise wakes every stream with sig, and returns buf (a scratch slice to
+// use again) grown to the streams it woke. It holds the registry's lock
+// only to list them: waking tens of thousands takes longer, and streams
+// opening and closing wait on that lock. A stream that leaves meanwhile
+// gets a harmless wake-up; one that arrives after the list was made wakes
+// by itself once it writes its first frame.
+func (rs *reaches) raise(sig uint32, buf []*stream) []*stream {
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
+	buf = buf[:0]
 	for r := range rs.m {
-		r.st.raise(sig)
+		buf = append(buf, r.st)
 	}
+	rs.mu.Unlock()
+	for _, st := range buf {
+		st.raise(sig)
+	}
+	clear(buf) // hold no stream past its end
+	return buf
 }
 
 // apply ends the streams cmd picks and returns how many.

@@ -129,7 +129,7 @@ func (s *Sender) Close() error {
 		s.spawnMu.Lock()
 		close(s.quit)
 		s.spawnMu.Unlock()
-		s.reach.raise(0) // each stream sees quit when it wakes
+		s.reach.raise(0, nil) // each stream sees quit when it wakes
 		err = s.sub.close()
 		s.wg.Wait()
 		if s.ownsClient {

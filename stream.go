@@ -91,7 +91,7 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 	}
 	c.Writer.Flush()
 	st.notify()
-	if reason := s.follow(c, d, life, r); reason != "" {
+	if reason := s.follow(c, d, life); reason != "" {
 		s.endedOnPurpose(reason, life.id, chans)
 	}
 	d.logEnd(ctx)
@@ -103,12 +103,13 @@ func (s *Sender) stream(c *gin.Context, chans []string, res resume) {
 // An idle stream waits on as few channels as it can: its wake channel,
 // which also carries heartbeats, commands and Close, and its request's
 // end; a deadline or a pending end adds one while it lasts.
-func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime, r *reach) string {
+func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime) string {
 	ctx, st, out := c.Request.Context(), d.st, c.Writer
 	// A stream the server ends before it settled has given its client no
 	// id to resume from: it ends once settled, or after Timeout.
 	var pending string
 	var settle <-chan time.Time
+	final := false // the command that revoked the stream said NoReconnect
 	for {
 		why := ""
 		select {
@@ -119,13 +120,19 @@ func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime, r *reach) s
 				return ""
 			}
 			sig := st.signals.Swap(0)
-			if !d.step(out) || sig&sigBeat != 0 && !d.write(out, heartbeatFrame) {
-				return ""
+			revoked := sig&sigRevoke != 0
+			final = final || sig&sigFinal != 0
+			// A settled stream that is revoked ends without another frame.
+			if !revoked || !d.idSent {
+				if !d.step(out) || sig&sigBeat != 0 && !d.write(out, heartbeatFrame) {
+					out.Flush()
+					return ""
+				}
 			}
 			if pending != "" && d.idSent {
 				why = pending
 			}
-			if sig&sigRevoke != 0 {
+			if revoked {
 				why = endRevoked
 			}
 		case <-life.due():
@@ -146,7 +153,7 @@ func (s *Sender) follow(c *gin.Context, d *delivery, life *lifetime, r *reach) s
 			out.Flush()
 			continue
 		}
-		if why == endRevoked && r.final {
+		if why == endRevoked && final {
 			d.write(out, disconnectFrame)
 		}
 		d.write(out, s.retryHint())
