@@ -7,7 +7,7 @@ import (
 )
 
 // Frames that went into the window together leave in one step of the
-// stream, so c.Stream flushes them once.
+// stream, so follow flushes them once.
 func TestQueuedFramesLeaveInOneStep(t *testing.T) {
 	s := &Sender{opts: Options{QueueSize: 16}, hub: newHub(false, 16, 16, 0)}
 	st := newStream()

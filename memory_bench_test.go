@@ -18,16 +18,20 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// memoryServerEnv names the server a test binary runs, instead of its
-// tests, for BenchmarkStreamMemory; memoryRedisEnv is the Redis it uses.
+// A test binary started with memoryServerArg runs BenchmarkStreamMemory's
+// server instead of its tests: the kind memoryServerEnv names, on the
+// Redis memoryRedisEnv names.
 const (
+	memoryServerArg = "-ginsse.memory-server"
 	memoryServerEnv = "GINSSE_MEMORY_SERVER"
 	memoryRedisEnv  = "GINSSE_MEMORY_REDIS"
 )
 
+// TestMain is the package's only one; a TestMain in package ginsse_test
+// would clash with it.
 func TestMain(m *testing.M) {
-	if kind := os.Getenv(memoryServerEnv); kind != "" {
-		if err := serveMemory(kind, os.Getenv(memoryRedisEnv)); err != nil {
+	if len(os.Args) == 2 && os.Args[1] == memoryServerArg {
+		if err := serveMemory(os.Getenv(memoryServerEnv), os.Getenv(memoryRedisEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -73,7 +77,7 @@ type memory struct{ heap, stack, rss float64 }
 // streamsHeld starts a server of kind, opens n streams on path(i), and
 // returns what they added to the server's memory.
 func streamsHeld(b *testing.B, kind, redisAddr string, path func(int) string, n int) memory {
-	cmd := exec.Command(os.Args[0])
+	cmd := exec.Command(os.Args[0], memoryServerArg)
 	cmd.Env = append(os.Environ(), memoryServerEnv+"="+kind, memoryRedisEnv+"="+redisAddr)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
@@ -111,15 +115,15 @@ func streamsHeld(b *testing.B, kind, redisAddr string, path func(int) string, n 
 		return m
 	}
 	before := measure()
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		conns[i] = openStream(b, strings.TrimSpace(addr), path(i))
-	}
+	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
+	for i := range n {
+		conns = append(conns, openStream(b, strings.TrimSpace(addr), path(i)))
+	}
 	after := measure()
 	return memory{after.heap - before.heap, after.stack - before.stack, after.rss - before.rss}
 }
@@ -148,6 +152,11 @@ func serveMemory(kind, redisAddr string) error {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	var s *Sender
+	switch kind {
+	case "gin", "shared", "own":
+	default:
+		return fmt.Errorf("%s=%q: want gin, shared or own", memoryServerEnv, kind)
+	}
 	if kind == "gin" {
 		r.GET("/bare", func(c *gin.Context) {
 			startStream(c)

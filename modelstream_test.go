@@ -197,16 +197,6 @@ func (w *pipeWriter) Write(b []byte) (int, error) {
 
 func (w *pipeWriter) Flush() {}
 
-// CloseNotify is what gin's Context.Stream watches for the client leaving.
-func (w *pipeWriter) CloseNotify() <-chan bool {
-	ch := make(chan bool, 1)
-	go func() {
-		<-w.ctx.Done()
-		ch <- true
-	}()
-	return ch
-}
-
 func (w *pipeWriter) status() int { return int(w.code.Load()) }
 
 // end closes the client's side once the handler returned.
