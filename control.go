@@ -77,7 +77,7 @@ func (s *Sender) subscribeControl() {
 	defer cancel()
 	names := []string{s.ctl.name}
 	s.subMu.Lock()
-	err := s.sub.subscribe(ctx, names)
+	_, err := s.sub.subscribe(ctx, names)
 	s.subMu.Unlock()
 	if err == nil {
 		return
@@ -141,7 +141,7 @@ func (c *control) drain() bool {
 // until Redis answers. It reports false once the Sender closed.
 func (c *control) catchUp() bool {
 	s := c.s
-	backoff := 50 * time.Millisecond
+	backoff := firstBackoff
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		msgs, err := s.client.XRange(ctx, historyKey(c.name), "("+c.cursor.String(), "+").Result()
@@ -158,12 +158,9 @@ func (c *control) catchUp() bool {
 			return true
 		}
 		s.log.Warn("ginsse: control history read failed; retrying", "err", err)
-		select {
-		case <-s.quit:
+		if !s.pause(&backoff, maxBackoff) {
 			return false
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 

@@ -2,7 +2,6 @@ package ginsse
 
 import (
 	"context"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -28,7 +27,7 @@ func (s *Sender) subscribe(st *stream, names []string) {
 // subscribing so that the read after the confirmation (feedRound) covers
 // every event in between. A channel whose read failed waits for a later
 // round.
-func (s *Sender) openRound(jobs []*job) (again []*job, err error) {
+func (s *Sender) openRound(jobs []*job) (again, failed []*job, err error) {
 	ready := make([]*topic, 0, len(jobs))
 	if s.opts.History == 0 {
 		for _, j := range jobs {
@@ -36,18 +35,13 @@ func (s *Sender) openRound(jobs []*job) (again []*job, err error) {
 		}
 	} else {
 		n := min(s.hub.frames, replayPage)
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-		p := s.client.Pipeline()
-		cmds := make([]*redis.XMessageSliceCmd, len(jobs))
-		for i, j := range jobs {
-			cmds[i] = newestCmd(ctx, p, j.t.name, n)
-		}
-		_, _ = p.Exec(ctx)
-		cancel()
+		cmds := s.readRound(jobs, func(ctx context.Context, p redis.Pipeliner, j *job) *redis.XMessageSliceCmd {
+			return newestCmd(ctx, p, j.t.name, n)
+		})
 		for i, j := range jobs {
 			seed, whole, e := s.newest(cmds[i], j.t.name, n)
 			if e != nil {
-				again, err = append(again, j), e
+				failed, err = append(failed, j), e
 				continue
 			}
 			j.t.win.seed(seed, whole)
@@ -55,10 +49,12 @@ func (s *Sender) openRound(jobs []*job) (again []*job, err error) {
 			ready = append(ready, j.t)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-	defer cancel()
-	s.sendSubscribe(ctx, ready)
-	return again, err
+	if len(ready) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		defer cancel()
+		s.sendSubscribe(ctx, ready)
+	}
+	return nil, failed, err
 }
 
 // feedRound reads, for each history window of the round, what it missed
@@ -66,7 +62,7 @@ func (s *Sender) openRound(jobs []*job) (again []*job, err error) {
 // after the subscription was lost and came back — one pipeline for all,
 // and makes the windows live. A window missing more than a page, or lost
 // again meanwhile, stays for the next round.
-func (s *Sender) feedRound(jobs []*job) (again []*job, err error) {
+func (s *Sender) feedRound(jobs []*job) (again, failed []*job, err error) {
 	reading := jobs[:0]
 	for _, j := range jobs {
 		if j.started || j.next() {
@@ -74,21 +70,16 @@ func (s *Sender) feedRound(jobs []*job) (again []*job, err error) {
 		}
 	}
 	if len(reading) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-	p := s.client.Pipeline()
-	cmds := make([]*redis.XMessageSliceCmd, len(reading))
-	for i, j := range reading {
-		cmds[i] = pageCmd(ctx, p, j.t.name, j.after, false)
-	}
-	_, _ = p.Exec(ctx)
-	cancel()
+	cmds := s.readRound(reading, func(ctx context.Context, p redis.Pipeliner, j *job) *redis.XMessageSliceCmd {
+		return pageCmd(ctx, p, j.t.name, j.after, false)
+	})
 	for i, j := range reading {
 		page, full, e := s.page(cmds[i], j.t.name)
 		switch {
 		case e != nil:
-			again, err = append(again, j), e
+			failed, err = append(failed, j), e
 		case full:
 			j.got, j.after = append(j.got, page...), page[len(page)-1].pos
 			again = append(again, j)
@@ -101,7 +92,22 @@ func (s *Sender) feedRound(jobs []*job) (again []*job, err error) {
 			}
 		}
 	}
-	return again, err
+	return again, failed, err
+}
+
+// readRound sends one history read per job, made by read, in one
+// pipeline within Options.Timeout, and returns the commands in the jobs'
+// order; each holds its own answer or error.
+func (s *Sender) readRound(jobs []*job, read func(context.Context, redis.Pipeliner, *job) *redis.XMessageSliceCmd) []*redis.XMessageSliceCmd {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	p := s.client.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(jobs))
+	for i, j := range jobs {
+		cmds[i] = read(ctx, p, j)
+	}
+	_, _ = p.Exec(ctx)
+	return cmds
 }
 
 // next sets where a feed job reads from, and reports false when its
@@ -129,10 +135,10 @@ func (s *Sender) sendSubscribe(ctx context.Context, fresh []*topic) {
 	if len(names) == 0 {
 		return
 	}
-	if err := s.sub.subscribe(ctx, names); err != nil {
-		s.hub.unsent(names)
-		s.log.Warn("ginsse: subscribe failed; streams wait for Redis", "channels", names, "err", err)
-		s.subscribeLater(names)
+	if unsent, err := s.sub.subscribe(ctx, names); err != nil {
+		s.hub.unsent(unsent)
+		s.log.Warn("ginsse: subscribe failed; streams wait for Redis", "channels", unsent, "err", err)
+		s.subscribeLater(unsent)
 	}
 }
 
@@ -153,24 +159,18 @@ func (s *Sender) subscribeLater(names []string) {
 // subscribed only the channels it had before: without this the channel
 // would stay unsubscribed until the connection was lost once more.
 func (s *Sender) retrySubscribe(names []string) {
-	backoff := 50 * time.Millisecond
-	for {
-		select {
-		case <-s.quit:
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
+	backoff := firstBackoff
+	for s.pause(&backoff, maxBackoff) {
 		s.subMu.Lock()
-		want := s.hub.wanted(names)
+		names = s.hub.wanted(names)
 		var err error
-		if len(want) > 0 {
+		if len(names) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-			err = s.sub.subscribe(ctx, want)
+			names, err = s.sub.subscribe(ctx, names)
 			cancel()
 		}
 		s.subMu.Unlock()
-		if len(want) == 0 || err == nil {
+		if err == nil {
 			return
 		}
 	}

@@ -165,8 +165,8 @@ func (s *Sender) page(cmd *redis.XMessageSliceCmd, name string) ([]*frame, bool,
 
 // newestCmd queues on a pipeline the read of the n newest entries of a
 // channel's history.
-func newestCmd(ctx context.Context, p redis.Pipeliner, name string, n int) *redis.XMessageSliceCmd {
-	return p.XRevRangeN(ctx, historyKey(name), "+", "-", int64(n))
+func newestCmd(ctx context.Context, c redis.Cmdable, name string, n int) *redis.XMessageSliceCmd {
+	return c.XRevRangeN(ctx, historyKey(name), "+", "-", int64(n))
 }
 
 // newest takes the answer of a newestCmd: the entries oldest first, and
@@ -207,9 +207,10 @@ func entryFrames(msgs []redis.XMessage) []*frame {
 // persist runs op, each try bounded by Options.Timeout, until it succeeds.
 // A history read never fails a stream: while Redis cannot answer, the
 // stream waits with its heartbeats. persist reports false when t lost its
-// last stream or the Sender closed first.
+// last stream or the Sender closed first; it notices the first only
+// after its current wait, up to a second.
 func (s *Sender) persist(t *topic, op func(ctx context.Context) error) bool {
-	backoff := 50 * time.Millisecond
+	backoff := firstBackoff
 	for try := 0; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		err := op(ctx)
@@ -220,15 +221,9 @@ func (s *Sender) persist(t *topic, op func(ctx context.Context) error) bool {
 		if try == 0 {
 			s.log.Warn("ginsse: history read failed; retrying", "channel", t.name, "err", err)
 		}
-		select {
-		case <-s.quit:
-			return false
-		case <-time.After(backoff):
-		}
-		if t.left.Load() {
+		if !s.pause(&backoff, maxBackoff) || t.left.Load() {
 			return false
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 

@@ -58,7 +58,7 @@ func (w *window) confirmed() bool {
 	return true
 }
 
-// feedFrom tells the feeding goroutine where to read from, or that it is
+// feedFrom tells the window's feed job where to read from, or that it is
 // done: the window is live, or the subscription is not back yet (its
 // confirmation starts a new one).
 func (w *window) feedFrom() (after position, gen int, ok bool) {
@@ -71,7 +71,7 @@ func (w *window) feedFrom() (after position, gen int, ok bool) {
 	return w.newest, w.gen, true
 }
 
-// stopFeeding marks the feeding goroutine gone.
+// stopFeeding marks the window's feed job gone.
 func (w *window) stopFeeding() {
 	w.mu.Lock()
 	w.feeding = false

@@ -1,9 +1,6 @@
 package ginsse
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // Channels that arrive together share their round trips. In a reconnect
 // storm of streams that each have a channel of their own, every channel
@@ -16,14 +13,14 @@ import (
 //
 // A round's failed jobs go to a second queue of the same kind, which
 // retries them with a backoff in a goroutine of its own: a channel whose
-// reads fail (its cluster shard is failing over, say) never holds up the
-// channels that arrive after it.
+// reads fail (its cluster shard is failing over, say) holds up its own
+// round once, up to Options.Timeout, and never the rounds after it.
 type rounds struct {
 	s *Sender
-	// run runs one round. The jobs it gives back wait for another: at
-	// once, or, when it also returns an error, in the retry queue after
-	// a backoff.
-	run     func([]*job) (again []*job, err error)
+	// run runs one round. The jobs it gives back wait for another: again
+	// at once (a read that wants another page), failed, with why, in the
+	// retry queue after a backoff.
+	run     func([]*job) (again, failed []*job, err error)
 	drop    func(*job) // a job no round will run
 	retry   *rounds    // where failed jobs go; nil: this is that queue
 	mu      sync.Mutex
@@ -45,10 +42,7 @@ type job struct {
 // held in memory until the round ends.
 const maxRound = 256
 
-// firstBackoff is the retry queue's first wait after a failed round.
-const firstBackoff = 50 * time.Millisecond
-
-func newRounds(s *Sender, run func([]*job) ([]*job, error), drop func(*job)) *rounds {
+func newRounds(s *Sender, run func([]*job) (again, failed []*job, err error), drop func(*job)) *rounds {
 	return &rounds{s: s, run: run, drop: drop, retry: &rounds{s: s, run: run, drop: drop}}
 }
 
@@ -66,9 +60,9 @@ func (q *rounds) push(jobs ...*job) {
 }
 
 // drain runs rounds until no job waits or the Sender closes. The retry
-// queue waits after a round that failed, doubling the wait up to a second
-// while rounds keep failing, so that a Redis that is down is not
-// hammered; it logs the first failure of a run of them.
+// queue waits after a round with failures, doubling the wait up to a
+// second while they go on (Sender.pause); it logs the first failure of a
+// run of them.
 func (q *rounds) drain() {
 	backoff := firstBackoff
 	for {
@@ -80,30 +74,26 @@ func (q *rounds) drain() {
 		if batch == nil {
 			return
 		}
-		again, err := q.run(batch)
-		if err == nil {
-			backoff = firstBackoff
-			q.requeue(again)
-			continue
-		}
-		if q.retry != nil {
-			q.retry.push(again...)
-			continue
-		}
-		if backoff == firstBackoff {
-			q.s.log.Warn("ginsse: history reads failed; retrying", "channels", len(again), "err", err)
-		}
-		select {
-		case <-q.s.quit:
-			for _, j := range again {
-				q.drop(j)
-			}
-			q.stop()
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
+		again, failed, err := q.run(batch)
 		q.requeue(again)
+		switch {
+		case len(failed) == 0:
+			backoff = firstBackoff
+		case q.retry != nil:
+			q.retry.push(failed...)
+		default:
+			if backoff == firstBackoff {
+				q.s.log.Warn("ginsse: history reads failed; retrying", "channels", len(failed), "err", err)
+			}
+			if !q.s.pause(&backoff, maxBackoff) {
+				for _, j := range failed {
+					q.drop(j)
+				}
+				q.stop()
+				return
+			}
+			q.requeue(failed)
+		}
 	}
 }
 

@@ -34,7 +34,7 @@ func TestRoundsGatherWhatArrivesDuringARound(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	var sizes []int
 	seen := map[*job]int{}
-	q := newRounds(s, func(jobs []*job) ([]*job, error) {
+	q := newRounds(s, func(jobs []*job) ([]*job, []*job, error) {
 		sizes = append(sizes, len(jobs))
 		for _, j := range jobs {
 			seen[j]++
@@ -43,7 +43,7 @@ func TestRoundsGatherWhatArrivesDuringARound(t *testing.T) {
 			close(started)
 			<-release
 		}
-		return nil, nil
+		return nil, nil, nil
 	}, func(*job) { t.Error("a job was dropped") })
 	first := newJobs(1)
 	q.push(first...)
@@ -73,16 +73,16 @@ func TestRoundsRetryFailuresApartAndDropWhatNoOneWants(t *testing.T) {
 		ran := map[*job][]time.Duration{}
 		var dropped []*job
 		start := time.Now()
-		q := newRounds(s, func(batch []*job) (again []*job, err error) {
+		q := newRounds(s, func(batch []*job) (again, failed []*job, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, j := range batch {
 				ran[j] = append(ran[j], time.Since(start))
 				if j != late {
-					again, err = append(again, j), errors.New("redis: connection refused")
+					failed, err = append(failed, j), errors.New("redis: connection refused")
 				}
 			}
-			return again, err
+			return nil, failed, err
 		}, func(j *job) {
 			mu.Lock()
 			dropped = append(dropped, j)
@@ -111,5 +111,42 @@ func TestRoundsRetryFailuresApartAndDropWhatNoOneWants(t *testing.T) {
 		close(s.quit)
 		s.wg.Wait()
 		assert.Equal(t, []*job{gone, stuck}, dropped, "what still waits is dropped on close")
+	})
+}
+
+// A job that shared a round with a failing one and wants another page
+// runs again at once in its own queue; only the failing job goes to the
+// retry queue and waits out its backoff.
+func TestRoundsRetryOnlyTheJobsThatFailed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := bareSender()
+		jobs := newJobs(2)
+		paged, failing := jobs[0], jobs[1]
+		var mu sync.Mutex // the queues' goroutines write, the test reads
+		ran := map[*job][]time.Duration{}
+		start := time.Now()
+		q := newRounds(s, func(batch []*job) (again, failed []*job, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, j := range batch {
+				ran[j] = append(ran[j], time.Since(start))
+				switch {
+				case j == failing && len(ran[j]) < 3:
+					failed, err = append(failed, j), errors.New("redis: i/o timeout")
+				case j == paged && len(ran[j]) < 3:
+					again = append(again, j) // another page to read
+				}
+			}
+			return again, failed, err
+		}, func(*job) { t.Error("a job was dropped") })
+		q.push(paged, failing)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		mu.Lock()
+		assert.Equal(t, []time.Duration{0, 0, 0}, ran[paged], "its pages do not wait for the failing job's backoff")
+		assert.Equal(t, []time.Duration{0, 0, 50 * time.Millisecond}, ran[failing])
+		mu.Unlock()
+		close(s.quit)
+		s.wg.Wait()
 	})
 }

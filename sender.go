@@ -142,6 +142,28 @@ func (s *Sender) Close() error {
 	return nil
 }
 
+// Retries after a Redis failure wait firstBackoff, doubling up to
+// maxBackoff while the failures go on, so that a Redis that is down is
+// not hammered.
+const (
+	firstBackoff = 50 * time.Millisecond
+	maxBackoff   = time.Second
+)
+
+// pause waits *backoff, then doubles it up to limit; it reports false if
+// the Sender closed first.
+func (s *Sender) pause(backoff *time.Duration, limit time.Duration) bool {
+	timer := time.NewTimer(*backoff)
+	defer timer.Stop()
+	select {
+	case <-s.quit:
+		return false
+	case <-timer.C:
+	}
+	*backoff = min(*backoff*2, limit)
+	return true
+}
+
 func (s *Sender) closed() bool {
 	select {
 	case <-s.quit:

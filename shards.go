@@ -23,16 +23,16 @@ type shards struct {
 	where map[string]string  // master address by channel
 }
 
-func (sh *shards) subscribe(ctx context.Context, names []string) error {
+func (sh *shards) subscribe(ctx context.Context, names []string) ([]string, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.s.closed() {
-		return ErrClosed // close has run or waits for the lock: start nothing
+		return names, ErrClosed // close has run or waits for the lock: start nothing
 	}
-	for _, name := range names {
+	for i, name := range names {
 		node, err := sh.cc.MasterForKey(ctx, name)
 		if err != nil {
-			return err
+			return names[i:], err
 		}
 		addr := node.Options().Addr
 		c := sh.conns[addr]
@@ -40,12 +40,12 @@ func (sh *shards) subscribe(ctx context.Context, names []string) error {
 			c = sh.s.startConn(node.Subscribe(context.Background()), sh.broken)
 			sh.conns[addr] = c
 		}
-		if err := c.subscribe(ctx, []string{name}); err != nil {
-			return err
+		if _, err := c.subscribe(ctx, []string{name}); err != nil {
+			return names[i:], err
 		}
 		sh.where[name] = addr
 	}
-	return nil
+	return nil, nil
 }
 
 func (sh *shards) unsubscribe(ctx context.Context, names []string) error {
@@ -175,7 +175,8 @@ func (sh *shards) reroute(names []string, want string) {
 		sh.refresh()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		s.subMu.Lock()
-		err := sh.subscribe(ctx, s.hub.wanted(names))
+		var err error
+		names, err = sh.subscribe(ctx, s.hub.wanted(names))
 		s.subMu.Unlock()
 		cancel()
 		if err == nil {
@@ -188,7 +189,7 @@ func (sh *shards) reroute(names []string, want string) {
 		// Short waits: each try costs one CLUSTER SLOTS, and the
 		// subscription should follow the cluster's election within
 		// about 100 ms.
-		if !sh.wait(&backoff, 50*time.Millisecond) {
+		if !s.pause(&backoff, 50*time.Millisecond) {
 			return
 		}
 	}
@@ -215,18 +216,6 @@ func (sh *shards) refresh() {
 	ctx, cancel := context.WithTimeout(context.Background(), sh.s.opts.Timeout)
 	defer cancel()
 	_ = sh.cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
-}
-
-// wait sleeps for the backoff, doubling it up to limit, and reports false
-// if the Sender closed meanwhile.
-func (sh *shards) wait(backoff *time.Duration, limit time.Duration) bool {
-	select {
-	case <-sh.s.quit:
-		return false
-	case <-time.After(*backoff):
-	}
-	*backoff = min(*backoff*2, limit)
-	return true
 }
 
 // keySlot is the Redis Cluster hash slot of a key without a hash tag, as

@@ -14,7 +14,10 @@ import (
 // subscriber is the Sender's side of Redis pub/sub: it subscribes and
 // unsubscribes Redis channels and feeds what arrives to the hub.
 type subscriber interface {
-	subscribe(ctx context.Context, names []string) error
+	// subscribe subscribes names; on an error it also returns those
+	// whose SUBSCRIBE did not go out (all of them, or those after the
+	// first that failed when it sends one command per channel).
+	subscribe(ctx context.Context, names []string) (unsent []string, err error)
 	unsubscribe(ctx context.Context, names []string) error
 	close() error
 }
@@ -46,16 +49,19 @@ func (s *Sender) startConn(ps *redis.PubSub, broken func(*psConn)) *psConn {
 	return c
 }
 
-func (c *psConn) subscribe(ctx context.Context, names []string) error {
+func (c *psConn) subscribe(ctx context.Context, names []string) ([]string, error) {
 	if !c.s.opts.Sharded {
-		return c.ps.Subscribe(ctx, names...)
+		if err := c.ps.Subscribe(ctx, names...); err != nil {
+			return names, err
+		}
+		return nil, nil
 	}
-	for _, name := range names { // one SSUBSCRIBE per slot
+	for i, name := range names { // one SSUBSCRIBE per slot
 		if err := c.ps.SSubscribe(ctx, name); err != nil {
-			return err
+			return names[i:], err
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (c *psConn) unsubscribe(ctx context.Context, names []string) error {
@@ -83,7 +89,7 @@ func (c *psConn) receive() {
 	const idle = 30 * time.Second
 	ctx := context.Background()
 	down := false
-	backoff := 50 * time.Millisecond
+	backoff := firstBackoff
 	for {
 		msg, err := c.ps.ReceiveTimeout(ctx, idle)
 		if err != nil {
@@ -114,17 +120,14 @@ func (c *psConn) receive() {
 				return
 			}
 			s.hub.resetAll()
-			select {
-			case <-s.quit:
+			if !s.pause(&backoff, maxBackoff) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, time.Second)
 			continue
 		}
 		if down {
 			down = false
-			backoff = 50 * time.Millisecond
+			backoff = firstBackoff
 			s.restored()
 		}
 		switch m := msg.(type) {

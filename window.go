@@ -41,7 +41,7 @@ type window struct {
 	parked   []*frame // live frames held back until the window is contiguous again
 	gen      int      // subscription losses seen
 	subGen   int      // gen when the subscription was last confirmed
-	feeding  bool     // a goroutine is reading Redis to make the window contiguous
+	feeding  bool     // a feed job exists, queued or in a round, to make the window contiguous
 }
 
 // winState tells what a history window knows.
