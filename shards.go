@@ -175,8 +175,7 @@ func (sh *shards) reroute(names []string, want string) {
 		sh.refresh()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 		s.subMu.Lock()
-		var err error
-		names, err = sh.subscribe(ctx, s.hub.wanted(names))
+		_, err := sh.subscribe(ctx, s.hub.wanted(names))
 		s.subMu.Unlock()
 		cancel()
 		if err == nil {
